@@ -28,14 +28,6 @@ COLLECTORS = {
     "scienceworld": "londi_jax.envs.scienceworld_demos",
 }
 
-_ENV = flags.DEFINE_list("env", None, "Environment id(s), e.g. babyai_text/BabyAI-GoToLocal-v0.",
-                         required=True)
-_EPISODES = flags.DEFINE_integer("episodes", 100, "Episodes per environment.", lower_bound=1)
-_OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
-_SEED = flags.DEFINE_integer("seed", 0, "First seed of the episode range.")
-_SPLIT = flags.DEFINE_string("split", None, "Split (train, dev, test) where the family has them.")
-
-
 def collector(env_id: str):
   """The `collect` function for an env id's family.
 
@@ -75,15 +67,27 @@ def run(env_ids: list[str], episodes: int, out: str, seed: int = 0,
   return summaries
 
 
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program, so importing stays inert)."""
+  flags.DEFINE_list("env", None, "Environment id(s), e.g. babyai_text/BabyAI-GoToLocal-v0.",
+                    required=True)
+  flags.DEFINE_integer("episodes", 100, "Episodes per environment.", lower_bound=1)
+  flags.DEFINE_string("out", None, "Output folder.", required=True)
+  flags.DEFINE_integer("seed", 0, "First seed of the episode range.")
+  flags.DEFINE_string("split", None, "Split (train, dev, test) where the family has them.")
+
+
 def main(argv):
   del argv
+  f = flags.FLAGS
   try:
-    summaries = run(_ENV.value, _EPISODES.value, _OUT.value, _SEED.value, _SPLIT.value)
+    summaries = run(f.env, f.episodes, f.out, f.seed, f.split)
   except UnknownEnvironmentError as e:
     raise app.UsageError(str(e)) from e
   print(format_table(summaries))
-  print(json.dumps({"out": _OUT.value, "summaries": summaries}, sort_keys=True))
+  print(json.dumps({"out": f.out, "summaries": summaries}, sort_keys=True))
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
