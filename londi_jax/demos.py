@@ -81,6 +81,7 @@ class DemoWriter:
     self._file.flush()
     os.fsync(self._file.fileno())
     self._file.close()
+    os.chmod(self._tmp_path, 0o644)  # mkstemp makes it private
     os.replace(self._tmp_path, self.path)
     summary = dict(self.summary)
     summary.update(records=self.records_written, episodes=len(self._episodes),
