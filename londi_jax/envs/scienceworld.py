@@ -1,0 +1,261 @@
+"""ScienceWorld (Wang et al. 2022) behind the project's `TextEnv` protocol.
+
+    env = londi_jax.envs.make("scienceworld/boil", split="train")   # or "scienceworld/1-1"
+    obs = env.reset(seed=0)          # the split's variation number 0 (fixed order)
+    obs, reward, done, info = env.step("go to kitchen")
+    env.close()
+
+The simulator runs in a JVM that is started on the first `reset` and ended by `close()`, by the
+context manager's exit or at interpreter exit. `reward` is the change of the score (0-100; a
+failed task, which the simulator scores -100, counts as 0), `info["score"]` the score,
+`info["success"]` whether the task was completed, `info["truncated"]` whether the step limit ended
+the episode. `step` passes any text to the simulator, whose parser accepts more than its lists
+(an unknown command answers `No known action matches that input.`); an ambiguous command is
+resolved by choosing the simulator's first reading (`info["ambiguous"]`), as the gold paths do.
+`obs.valid_actions` are the candidates of `scienceworld_candidates.build_candidates`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import random
+import weakref
+from typing import Any
+
+from londi_jax.envs.base import Observation
+from londi_jax.envs import scienceworld_candidates
+
+_LOG = logging.getLogger(__name__)
+_AMBIGUOUS = "Ambiguous request"
+SPLITS = ("train", "dev", "test")
+SIMPLIFICATIONS = ("easy", "teleportAction", "selfWateringFlowerPots", "openContainers",
+                   "openDoors", "noElectricalAction", "")
+_LIVE: "weakref.WeakSet[ScienceWorld]" = weakref.WeakSet()
+
+
+def _close_live() -> None:
+  for env in list(_LIVE):
+    env.close()
+
+
+atexit.register(_close_live)
+
+
+def _tasks() -> dict[str, str]:
+  """Task id (`1-1`) -> task name (`boil`), from the package's task table (no JVM needed)."""
+  from scienceworld.constants import ID2TASK
+  from scienceworld.utils import infer_task
+  return {task_id: infer_task(name) for task_id, name in ID2TASK.items()}
+
+
+def known_ids() -> tuple[str, ...]:
+  """The task names, in the simulator's order (`boil`, `melt`, ...)."""
+  return tuple(_tasks().values())
+
+
+def accepts(name: str) -> bool:
+  """Whether `name` is a task name or a task id (`1-1`)."""
+  return name in _tasks() or name in known_ids()
+
+
+def task_name(name: str) -> str:
+  """The task name for a task name or id."""
+  return _tasks().get(name, name)
+
+
+def make(name: str, **kwargs: Any) -> "ScienceWorld":
+  """Builds the ScienceWorld environment of task `name` (see `ScienceWorld` for the options)."""
+  return ScienceWorld(name, **kwargs)
+
+
+def sentences(text: str) -> tuple[str, ...]:
+  """The observation text split into its lines, stripped, without empty ones."""
+  return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _mission(task_description: str) -> str:
+  return task_description.replace("Task Description:", "").strip()
+
+
+class ScienceWorld:
+  """One ScienceWorld task as a `TextEnv`.
+
+  Attributes:
+    task: the task name.
+    variation: the variation of the current episode (None before the first reset).
+    gold_actions: the gold path of the current episode (only with `gold_path=True`).
+  """
+
+  def __init__(self, task: str, *, split: str = "train", variation: int | None = None,
+               simplification: str = "easy", step_limit: int = 100,
+               shuffle_seed: int | None = None, gold_path: bool = False):
+    """Describes the environment; the JVM starts on the first `reset`.
+
+    Args:
+      task: a task name (`boil`) or id (`1-1`).
+      split: whose variations `reset(seed=k)` takes: `train`, `dev` or `test`.
+      variation: a fixed variation for every episode (overrides `split`).
+      simplification: the simulator's simplification string (`easy`, as SwiftSage used, or a
+        comma-separated list of `get_possible_simplifications()`; "" for none).
+      step_limit: steps after which an episode ends as truncated.
+      shuffle_seed: None takes the split's variations in increasing order (`seed=k` is the k-th,
+        modulo their number); an int takes them in an order shuffled by this seed instead.
+      gold_path: whether to have the simulator generate each episode's gold path.
+    """
+    if not accepts(task):
+      raise ValueError(f"unknown ScienceWorld task {task!r}; known: {', '.join(known_ids())}")
+    if split not in SPLITS:
+      raise ValueError(f"unknown split {split!r}; splits are {SPLITS}")
+    self.task = task_name(task)
+    self.split = split
+    self.fixed_variation = variation
+    self.simplification = simplification
+    self.step_limit = step_limit
+    self.shuffle_seed = shuffle_seed
+    self.gold_path = gold_path
+    self.variation: int | None = None
+    self.gold_actions: tuple[str, ...] = ()
+    self._sim = None
+    self._classes: dict[int, str] = {}
+    self._loaded: tuple[str, int, str] | None = None
+    self._variations: tuple[int, ...] | None = None
+    self._next_seed = 0
+    self._steps = 0
+    self._score = 0
+    self._candidates: tuple[scienceworld_candidates.Candidate, ...] = ()
+    _LIVE.add(self)
+
+  # JVM life.
+
+  @property
+  def simulator(self):
+    """The `scienceworld.ScienceWorldEnv` (its JVM is started on first use)."""
+    if self._sim is None:
+      from scienceworld import ScienceWorldEnv
+      self._sim = ScienceWorldEnv("", envStepLimit=10**9)  # The step limit is enforced here.
+      self._classes = {int(v): k for k, v in self._sim.get_object_types().items()}
+    return self._sim
+
+  @property
+  def java_pid(self) -> int | None:
+    """The process id of this environment's JVM (None when none runs)."""
+    return self._sim._gateway.java_process.pid if self._sim is not None else None
+
+  def close(self) -> None:
+    """Ends the JVM. Idempotent; the environment starts a new JVM if reset again."""
+    sim, self._sim = self._sim, None
+    self._loaded = None
+    if sim is None:
+      return
+    process = sim._gateway.java_process
+    try:
+      sim.close()
+    except Exception as e:  # pylint: disable=broad-except
+      _LOG.warning("closing the ScienceWorld gateway failed: %s", e)
+    sim.close = lambda: None  # Its __del__ would close it a second time.
+    try:
+      process.wait(timeout=10)
+    except Exception:  # pylint: disable=broad-except
+      process.kill()
+      process.wait()
+
+  def __enter__(self) -> "ScienceWorld":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+  def __del__(self):
+    self.close()
+
+  # Variations.
+
+  def variations(self) -> tuple[int, ...]:
+    """The split's variations, in the order `reset(seed=k)` takes them."""
+    if self._variations is None:
+      sim = self.simulator
+      sim.load(self.task, 0, self.simplification)
+      self._loaded = None
+      listed = {"train": sim.get_variations_train, "dev": sim.get_variations_dev,
+                "test": sim.get_variations_test}[self.split]()
+      order = sorted(int(v) for v in listed)
+      if self.shuffle_seed is not None:
+        random.Random(self.shuffle_seed).shuffle(order)
+      self._variations = tuple(order)
+    return self._variations
+
+  def _variation_for(self, seed: int | None) -> int:
+    if self.fixed_variation is not None:
+      return self.fixed_variation
+    if seed is None:
+      seed = self._next_seed
+    self._next_seed = seed + 1
+    order = self.variations()
+    return order[seed % len(order)]
+
+  # The protocol.
+
+  def reset(self, seed: int | None = None) -> Observation:
+    """Starts an episode on the variation that `seed` picks (see `__init__`)."""
+    variation = self._variation_for(seed)
+    sim = self.simulator
+    key = (self.task, variation, self.simplification)
+    if self._loaded != key:
+      sim.load(self.task, variation, self.simplification, generateGoldPath=self.gold_path)
+      self._loaded = key
+      self.gold_actions = tuple(sim.get_gold_action_sequence()) if self.gold_path else ()
+    self.variation = variation
+    sim.server.reset()
+    self._steps, self._score = 0, 0
+    text, _, _, _ = self._send("look around")
+    return self._observation(text)
+
+  def step(self, action: str) -> tuple[Observation, float, bool, dict[str, Any]]:
+    """Sends `action` to the simulator and returns `(obs, reward, done, info)`."""
+    if self._loaded is None:
+      raise RuntimeError("call reset() before step()")
+    text, raw_score, completed, ambiguous = self._send(action)
+    self._steps += 1
+    score = max(raw_score, 0)
+    reward = float(score - self._score)
+    self._score = score
+    done = completed or raw_score < 0
+    truncated = self._steps >= self.step_limit and not done
+    info = {"score": score, "success": raw_score >= 100, "failed": raw_score < 0,
+            "truncated": truncated, "ambiguous": ambiguous, "variation": self.variation}
+    return self._observation(text), reward, done or truncated, info
+
+  def _send(self, action: str) -> tuple[str, int, bool, bool]:
+    """Runs one command, answering an ambiguity prompt with its first reading.
+
+    Returns:
+      The simulator's answer, its raw score (-100 for a failed task), whether the task ended
+      and whether the command was ambiguous.
+    """
+    server = self.simulator.server
+    text = server.step(action)
+    ambiguous = text.startswith(_AMBIGUOUS)
+    if ambiguous:
+      text = server.step("0")
+    return text, int(round(100 * server.getScore())), bool(server.getCompleted()), ambiguous
+
+  def _observation(self, text: str) -> Observation:
+    sim = self.simulator
+    self._candidates = scienceworld_candidates.build_candidates(
+        sim.get_valid_action_object_combinations_with_templates(), self._classes)
+    extra = {"observation": text, "look": sim.look(), "inventory": sim.inventory(),
+             "score": self._score, "step": self._steps, "task": self.task,
+             "variation": self.variation}
+    return Observation(mission=_mission(sim.taskdescription()), sentences=sentences(text),
+                       valid_actions=tuple(c.text for c in self._candidates), extra=extra)
+
+  @property
+  def candidates(self) -> tuple[scienceworld_candidates.Candidate, ...]:
+    """The current candidates with their templates and object ids."""
+    return self._candidates
+
+  def referents(self) -> dict[int, list[str]]:
+    """Object id -> every referent the simulator accepts for it, in the current state."""
+    table = self.simulator.get_all_object_ids_types_referents_LUTJSON()
+    return {int(k): list(v.get("referents", ())) for k, v in table.items()}

@@ -1,0 +1,265 @@
+"""Text environments in worker processes: one subprocess per environment, restarted on failure.
+
+    worker = EnvWorker(functools.partial(londi_jax.envs.make, "scienceworld/boil"), timeout_s=60)
+    obs = worker.reset(seed=0)
+    worker.step_async("look around")   # returns at once; a batch issues every call first,
+    obs, reward, done, info = worker.wait()   # then waits on each.
+    worker.close()
+
+The environment is built by `env_fn` inside the worker (a `spawn` subprocess, so JAX in the parent
+is never forked). A worker whose process dies, or whose call runs past its timeout, is killed with
+its whole process tree (a ScienceWorld JVM included) and started again; the step in flight ends the
+episode as truncated (`done=True`, `info["truncated"]`, `info["worker_restarted"]`,
+`info["error"]`), and the next `reset` runs in the fresh process. Exceptions that the environment
+raises itself are passed on to the caller unchanged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import os
+import signal
+import traceback
+import weakref
+from typing import Any, Callable
+
+from londi_jax.envs.base import Observation, TextEnv
+
+_LOG = logging.getLogger(__name__)
+_CONTEXT = multiprocessing.get_context("spawn")
+_LIVE_WORKERS: "weakref.WeakSet[EnvWorker]" = weakref.WeakSet()
+
+
+def _close_live_workers() -> None:
+  for worker in list(_LIVE_WORKERS):
+    worker.close()
+
+
+atexit.register(_close_live_workers)
+
+
+def descendant_pids(pid: int) -> list[int]:
+  """The ids of every living descendant of process `pid` (read from /proc; empty elsewhere)."""
+  children: dict[int, list[int]] = {}
+  try:
+    entries = os.listdir("/proc")
+  except OSError:
+    return []
+  for entry in entries:
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f"/proc/{entry}/stat") as f:
+        stat = f.read()
+    except OSError:
+      continue
+    # The command name in parentheses may hold spaces; the parent id is the 2nd field after it.
+    ppid = int(stat.rsplit(")", 1)[1].split()[1])
+    children.setdefault(ppid, []).append(int(entry))
+  found, frontier = [], [pid]
+  while frontier:
+    kids = children.get(frontier.pop(), [])
+    found.extend(kids)
+    frontier.extend(kids)
+  return found
+
+
+def kill_tree(pid: int) -> None:
+  """Sends SIGKILL to process `pid` and all its descendants (collected before the kill)."""
+  for target in [pid, *descendant_pids(pid)]:
+    try:
+      os.kill(target, signal.SIGKILL)
+    except ProcessLookupError:
+      pass
+
+
+def _serve(env_fn: Callable[[], TextEnv], conn) -> None:
+  """The worker's loop: runs each `(method, argument)` request on the env and sends the result."""
+  env = None
+  try:
+    while True:
+      try:
+        method, argument = conn.recv()
+      except EOFError:
+        return
+      if method == "close":
+        return
+      try:
+        if env is None:
+          env = env_fn()
+        if method == "reset":
+          result = env.reset(seed=argument)
+        else:
+          result = env.step(argument)
+        conn.send(("ok", result))
+      except Exception as e:  # pylint: disable=broad-except
+        conn.send(("raise", _picklable(e)))
+  finally:
+    if env is not None:
+      env.close()
+    conn.close()
+
+
+def _picklable(error: Exception) -> Exception:
+  """The exception itself if it survives pickling, else a RuntimeError with its traceback."""
+  import pickle
+  try:
+    pickle.loads(pickle.dumps(error))
+    return error
+  except Exception:  # pylint: disable=broad-except
+    return RuntimeError("".join(traceback.format_exception(error)))
+
+
+class WorkerFailure(RuntimeError):
+  """A worker that died or timed out during a reset, twice in a row."""
+
+
+class EnvWorker:
+  """A `TextEnv` whose environment lives in its own subprocess.
+
+  Attributes:
+    timeout_s: seconds a `step` may take before the worker counts as hung.
+    reset_timeout_s: the same for `reset` (which may start a JVM and load a task).
+    restarts: how many times the worker process was killed and started again.
+  """
+
+  def __init__(self, env_fn: Callable[[], TextEnv], timeout_s: float = 60.0,
+               reset_timeout_s: float | None = None):
+    """Starts the worker process; the environment itself is built there on the first call.
+
+    Args:
+      env_fn: a picklable function of no arguments that builds the environment (for example
+        `functools.partial(londi_jax.envs.make, "scienceworld/boil")`).
+      timeout_s: the longest a `step` may take.
+      reset_timeout_s: the longest a `reset` may take; defaults to `4 * timeout_s`.
+    """
+    self._env_fn = env_fn
+    self.timeout_s = timeout_s
+    self.reset_timeout_s = 4 * timeout_s if reset_timeout_s is None else reset_timeout_s
+    self.restarts = 0
+    self._process = None
+    self._conn = None
+    self._pending: tuple[str, Any] | None = None
+    self._last_obs: Observation | None = None
+    self._start()
+    _LIVE_WORKERS.add(self)
+
+  @property
+  def pid(self) -> int | None:
+    """The worker process's id (None once closed)."""
+    return self._process.pid if self._process is not None else None
+
+  def _start(self) -> None:
+    parent_conn, child_conn = _CONTEXT.Pipe()
+    self._process = _CONTEXT.Process(target=_serve, args=(self._env_fn, child_conn), daemon=True)
+    self._process.start()
+    child_conn.close()
+    self._conn = parent_conn
+
+  def _kill(self) -> None:
+    if self._process is None:
+      return
+    kill_tree(self._process.pid)
+    self._process.join(timeout=10)
+    self._conn.close()
+    self._process = self._conn = None
+
+  def _restart(self, reason: str) -> None:
+    _LOG.warning("env worker pid %s failed (%s); killing its process tree and restarting",
+                 self.pid, reason)
+    self._kill()
+    self.restarts += 1
+    self._start()
+
+  def _send(self, method: str, argument: Any) -> None:
+    if self._pending is not None:
+      raise RuntimeError(f"a {self._pending[0]} is still in flight; call wait() first")
+    if self._process is None:
+      raise RuntimeError("the worker is closed")
+    self._pending = (method, argument)
+    try:
+      self._conn.send((method, argument))
+    except (BrokenPipeError, ConnectionResetError, OSError):
+      pass  # The dead process is found and restarted by wait().
+
+  def _receive(self, timeout_s: float) -> tuple[str, Any]:
+    """The worker's answer, or `("failed", reason)` when it died or ran past `timeout_s`."""
+    try:
+      if not self._conn.poll(timeout_s):
+        return "failed", f"no answer within {timeout_s:g} s"
+      return self._conn.recv()
+    except (EOFError, ConnectionResetError, OSError) as e:
+      return "failed", f"worker process died ({type(e).__name__}, exit code "\
+                       f"{self._process.exitcode if self._process else None})"
+
+  def reset_async(self, seed: int | None = None) -> None:
+    """Starts a `reset(seed)` in the worker; `wait()` returns its observation."""
+    self._send("reset", seed)
+
+  def step_async(self, action: str) -> None:
+    """Starts a `step(action)` in the worker; `wait()` returns its `(obs, reward, done, info)`."""
+    self._send("step", action)
+
+  def wait(self):
+    """The result of the call in flight (see the module docstring for failures)."""
+    if self._pending is None:
+      raise RuntimeError("nothing in flight; call reset_async or step_async first")
+    method, argument = self._pending
+    status, result = self._receive(self.reset_timeout_s if method == "reset" else self.timeout_s)
+    self._pending = None
+    if status == "raise":
+      raise result
+    if status == "ok":
+      if method == "reset":
+        self._last_obs = result
+      else:
+        self._last_obs = result[0]
+      return result
+    self._restart(result)
+    if method == "reset":
+      return self._retry_reset(argument, result)
+    info = {"success": False, "truncated": True, "worker_restarted": True, "error": result}
+    return self._last_obs, 0.0, True, info
+
+  def _retry_reset(self, seed: int | None, first_error: str) -> Observation:
+    self._send("reset", seed)
+    status, result = self._receive(self.reset_timeout_s)
+    self._pending = None
+    if status == "ok":
+      self._last_obs = result
+      return result
+    if status == "raise":
+      raise result
+    self._restart(result)
+    raise WorkerFailure(f"reset failed twice: {first_error}; then {result}")
+
+  def reset(self, seed: int | None = None) -> Observation:
+    """Resets the environment in the worker and returns the first observation."""
+    self.reset_async(seed)
+    return self.wait()
+
+  def step(self, action: str) -> tuple[Observation, float, bool, dict[str, Any]]:
+    """Steps the environment in the worker."""
+    self.step_async(action)
+    return self.wait()
+
+  def close(self) -> None:
+    """Closes the environment and ends the worker process and its descendants. Idempotent."""
+    if self._process is None:
+      return
+    try:
+      if self._pending is None:
+        self._conn.send(("close", None))
+        self._process.join(timeout=15)
+    except (BrokenPipeError, ConnectionResetError, OSError):
+      pass
+    self._kill()
+    _LIVE_WORKERS.discard(self)
+
+  def __enter__(self) -> "EnvWorker":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
