@@ -24,13 +24,6 @@ from londi_jax.envs.babyai_render import describe
 from londi_jax.envs.babyai_text import ACTIONS
 from londi_jax.envs.vector import make_vector
 
-_LEVEL = flags.DEFINE_string("level", "BabyAI-GoToLocal-v0", "BabyAI level (babyai_text name).")
-_STEPS = flags.DEFINE_integer("steps", 20_000, "Steps per timed run.")
-_BATCH = flags.DEFINE_integer("batch", 16, "VectorEnv batch size.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per figure; the best is reported.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the actions and of the first episode.")
-
-
 def _best_rate(fn, steps: int, repeats: int) -> float:
   """Steps per second of the fastest of `repeats` calls of `fn()`, which takes `steps` steps.
 
@@ -110,10 +103,20 @@ def bench(level: str, steps: int, batch: int, repeats: int, seed: int) -> dict[s
           "render_over_raw_step_cost": raw / render}
 
 
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program, so importing stays inert)."""
+  flags.DEFINE_string("level", "BabyAI-GoToLocal-v0", "BabyAI level (babyai_text name).")
+  flags.DEFINE_integer("steps", 20_000, "Steps per timed run.", lower_bound=1)
+  flags.DEFINE_integer("batch", 16, "VectorEnv batch size.", lower_bound=1)
+  flags.DEFINE_integer("repeats", 3, "Timed runs per figure; the best is reported.", lower_bound=1)
+  flags.DEFINE_integer("seed", 0, "Seed of the actions and of the first episode.")
+
+
 def main(argv):
   del argv
-  result = bench(_LEVEL.value, _STEPS.value, _BATCH.value, _REPEATS.value, _SEED.value)
-  result = {"level": _LEVEL.value, "steps": _STEPS.value, **result}
+  f = flags.FLAGS
+  result = {"level": f.level, "steps": f.steps,
+            **bench(f.level, f.steps, f.batch, f.repeats, f.seed)}
   width = max(map(len, result))
   for key, value in result.items():
     print(f"{key:<{width}}  {value:,.2f}" if isinstance(value, float) else
@@ -122,4 +125,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -7,6 +7,7 @@ from minigrid.core.mission import MissionSpace
 from minigrid.core.world_object import Ball, Box, Door, Key, Wall
 from minigrid.minigrid_env import MiniGridEnv
 
+from bench.babyai_text import bench
 from londi_jax import envs
 from londi_jax.envs import babyai_demos, babyai_render
 from londi_jax.envs.base import InvalidActionError, UnknownEnvironmentError
@@ -154,6 +155,8 @@ def test_truncation_at_the_step_limit():
   _, reward, _, info = outcomes[-1]
   assert reward == 0.0
   assert info["truncated"] and not info["success"]
+  with pytest.raises(RuntimeError, match="reset"):
+    env.step("turn left")
 
 
 def test_expert_succeeds_with_the_documented_reward():
@@ -170,7 +173,7 @@ def test_expert_succeeds_with_the_documented_reward():
                                   "mixed-test"])
 def test_expert_solves_every_level(name):
   env = envs.make(f"babyai_text/{name}")
-  outcomes = [babyai_demos.run_expert(env, seed)[1] for seed in range(6)]
+  outcomes = [babyai_demos.run_expert(env, seed)[1] for seed in range(20)]
   assert all(o["success"] for o in outcomes)
 
 
@@ -184,3 +187,11 @@ def test_mixed_levels_hold_out_pairs_for_test(name, held_out, capsys):
   assert kinds == {"goto", "pickup", "putnext", "open"}
   assert all(any(p in m for p in HELD_OUT) == held_out for m in missions), missions
   assert capsys.readouterr().out == ""  # minigrid's "Sampling rejected" prints are swallowed
+
+
+def test_benchmark_runs():
+  result = bench("BabyAI-GoToLocal-v0", steps=64, batch=4, repeats=1, seed=0)
+  assert set(result) == {"raw_steps_per_s", "text_steps_per_s", "render_calls_per_s",
+                         "vector_b4_env_steps_per_s", "text_over_raw_cost",
+                         "render_over_raw_step_cost"}
+  assert all(value > 0 for value in result.values())

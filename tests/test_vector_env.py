@@ -1,11 +1,14 @@
 """VectorEnv: seeds, automatic reset, episode statistics, asynchronous environments."""
 
+import functools
+
 import numpy as np
 import pytest
 
 from londi_jax import envs
 from londi_jax.envs.base import Observation
 from londi_jax.envs.vector import VectorEnv, make_vector
+from londi_jax.envs.workers import EnvWorker
 
 
 class _CountingEnv:
@@ -134,3 +137,19 @@ def test_babyai_vector_matches_single_environments():
     assert rewards.shape == (3,) and dones.shape == (3,)
     assert all(not i["success"] for i in infos)
     assert vec.reset(seed=5) == first
+
+
+def test_worker_processes_step_like_in_process_environments():
+  make_env = functools.partial(envs.make, "babyai_text/BabyAI-GoToLocal-v0", max_steps=5)
+  with VectorEnv([functools.partial(EnvWorker, make_env)] * 2, seed=3) as workers, \
+      VectorEnv([make_env] * 2, seed=3) as local:
+    assert workers.reset() == local.reset()
+    for t in range(12):
+      actions = ["turn left", "go forward"] if t % 2 else ["go forward", "turn right"]
+      (obs_w, rew_w, done_w, info_w), (obs_l, rew_l, done_l, info_l) = (
+          workers.step(actions), local.step(actions))
+      assert obs_w == obs_l
+      assert rew_w.tolist() == rew_l.tolist() and done_w.tolist() == done_l.tolist()
+      assert [i.get("episode") for i in info_w] == [i.get("episode") for i in info_l]
+    assert workers.statistics() == local.statistics()
+    assert local.statistics()["episodes"] >= 4  # episodes last at most 5 steps
