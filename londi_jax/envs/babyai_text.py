@@ -76,6 +76,7 @@ class BabyAITextEnv:
     env_id: the full id, e.g. `babyai_text/BabyAI-GoToLocal-v0`.
     level: the name of the current episode's level (a mission kind for the mixed levels).
     unwrapped: the current episode's minigrid environment.
+    valid_actions: the six action strings (minigrid actions 0-5), the same in every state.
   """
 
   valid_actions = ACTIONS
@@ -88,7 +89,6 @@ class BabyAITextEnv:
     self.level = self._names[0]
     self.unwrapped = levels[self.level]
     self._done = True
-    self._obs: Observation | None = None
 
   @property
   def max_steps(self) -> int:
@@ -105,8 +105,7 @@ class BabyAITextEnv:
     with _quiet():
       raw_obs, _ = self.unwrapped.reset(seed=seed)
     self._done = False
-    self._obs = self._observe(raw_obs)
-    return self._obs
+    return self._observe(raw_obs)
 
   def step(self, action: str) -> tuple[Observation, float, bool, dict[str, Any]]:
     """Takes one of `ACTIONS`; returns `(obs, reward, done, info)`.
@@ -126,11 +125,10 @@ class BabyAITextEnv:
     raw_obs, reward, terminated, truncated, _ = self.unwrapped.step(index)
     success = bool(terminated and reward > 0)
     self._done = bool(terminated or truncated)
-    self._obs = self._observe(raw_obs)
     info = {"success": success, "truncated": bool(truncated and not terminated),
             "level": self.level, "steps": self.unwrapped.step_count,
             "max_steps": self.unwrapped.max_steps}
-    return self._obs, float(reward), self._done, info
+    return self._observe(raw_obs), float(reward), self._done, info
 
   def _observe(self, raw_obs: dict[str, Any]) -> Observation:
     return Observation(mission=raw_obs["mission"],

@@ -54,8 +54,8 @@ class PromptConfig:
     num_observations: how many of the latest observations to show (the current one included);
       None shows the whole episode.
     num_actions: how many of the latest actions to show; None shows all.
-    keep_first: also show the episode's first observation, marked `Start`, when the window no
-      longer contains it.
+    keep_first: also show the episode's first observation, marked `Start:` (`s:` in the compact
+      template), when the window no longer contains it.
   """
 
   template: str = "glam"
