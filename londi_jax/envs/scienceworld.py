@@ -119,7 +119,7 @@ class ScienceWorld:
     self._sim = None
     self._classes: dict[int, str] = {}
     self._loaded: tuple[str, int, str] | None = None
-    self._variations: tuple[int, ...] | None = None
+    self._variations: dict[str, tuple[int, ...]] = {}
     self._next_seed = 0
     self._steps = 0
     self._score = 0
@@ -171,19 +171,31 @@ class ScienceWorld:
 
   # Variations.
 
-  def variations(self) -> tuple[int, ...]:
-    """The split's variations, in the order `reset(seed=k)` takes them."""
-    if self._variations is None:
+  def variations(self, split: str | None = None) -> tuple[int, ...]:
+    """A split's variations (this environment's split by default), in the order of `reset`."""
+    split = split or self.split
+    if split not in self._variations:
+      if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; splits are {SPLITS}")
+      if self._loaded is None:
+        self._load(0)
       sim = self.simulator
-      sim.load(self.task, 0, self.simplification)
-      self._loaded = None
       listed = {"train": sim.get_variations_train, "dev": sim.get_variations_dev,
-                "test": sim.get_variations_test}[self.split]()
+                "test": sim.get_variations_test}[split]()
       order = sorted(int(v) for v in listed)
       if self.shuffle_seed is not None:
         random.Random(self.shuffle_seed).shuffle(order)
-      self._variations = tuple(order)
-    return self._variations
+      self._variations[split] = tuple(order)
+    return self._variations[split]
+
+  def _load(self, variation: int) -> None:
+    """Loads a variation into the simulator unless it is loaded already."""
+    key = (self.task, variation, self.simplification)
+    if self._loaded != key:
+      sim = self.simulator
+      sim.load(self.task, variation, self.simplification, generateGoldPath=self.gold_path)
+      self._loaded = key
+      self.gold_actions = tuple(sim.get_gold_action_sequence()) if self.gold_path else ()
 
   def _variation_for(self, seed: int | None) -> int:
     if self.fixed_variation is not None:
@@ -199,14 +211,9 @@ class ScienceWorld:
   def reset(self, seed: int | None = None) -> Observation:
     """Starts an episode on the variation that `seed` picks (see `__init__`)."""
     variation = self._variation_for(seed)
-    sim = self.simulator
-    key = (self.task, variation, self.simplification)
-    if self._loaded != key:
-      sim.load(self.task, variation, self.simplification, generateGoldPath=self.gold_path)
-      self._loaded = key
-      self.gold_actions = tuple(sim.get_gold_action_sequence()) if self.gold_path else ()
+    self._load(variation)
     self.variation = variation
-    sim.server.reset()
+    self.simulator.server.reset()
     self._steps, self._score = 0, 0
     text, _, _, _ = self._send("look around")
     return self._observation(text)

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 # Template ids of the simulator's action templates.
 OPEN, CLOSE, GO, LOOK_AROUND, LOOK_AT, LOOK_IN = 0, 1, 2, 3, 4, 5
+ACTIVATE, DEACTIVATE = 6, 7
 MOVE, POUR, FOCUS, RESET, USE, PICK_UP, PUT_DOWN, DUNK = 9, 10, 11, 12, 13, 21, 22, 26
 _CARRY = {MOVE, POUR, DUNK, PICK_UP}  # the first object is carried (to the second one)
 _CARRY_INTO = {MOVE, POUR, DUNK}
@@ -34,7 +35,9 @@ _PLACES = ("scienceworld.objects.location.", "scienceworld.objects.agent.",
            "scienceworld.objects.portal.")
 _PLACE_TEMPLATES_KEPT = {OPEN, CLOSE, GO, LOOK_AT, LOOK_IN}
 # A listed action implies its twin: (template, verb, twin template, twin verb).
-_TWINS = ((CLOSE, "close ", OPEN, "open "), (PUT_DOWN, "put down ", PICK_UP, "pick up "))
+_TWINS = ((CLOSE, "close ", OPEN, "open "), (PUT_DOWN, "put down ", PICK_UP, "pick up "),
+          (ACTIVATE, "activate ", DEACTIVATE, "deactivate "),
+          (DEACTIVATE, "deactivate ", ACTIVATE, "activate "))
 # Furniture and appliances that cannot be carried.
 _FURNITURE = "scienceworld.objects.containers.furniture."
 _PORTABLE_FURNITURE = {"Pillow"}
@@ -111,7 +114,8 @@ def build_candidates(valid: Iterable[Mapping[str, Any]],
       continue
     text = entry["action"]
     by_text[text] = Candidate(text, entry["template_id"], tuple(entry["obj_ids"]))
-    # Gold paths open doors that the `easy` preset opened, and pick up what they carry.
+    # Gold paths open doors that the `easy` preset opened, pick up what they carry and
+    # switch off what they could not switch on.
     for template, verb, twin_template, twin_verb in _TWINS:
       if entry["template_id"] == template and text.startswith(verb):
         twin = twin_verb + text[len(verb):]
