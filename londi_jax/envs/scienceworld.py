@@ -18,13 +18,15 @@ resolved by choosing the simulator's first reading (`info["ambiguous"]`), as the
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import random
 import weakref
 from typing import Any
 
-from londi_jax.envs.base import Observation
 from londi_jax.envs import scienceworld_candidates
+from londi_jax.envs.base import Observation
+from londi_jax.envs.workers import EnvCrashed
 
 _LOG = logging.getLogger(__name__)
 _AMBIGUOUS = "Ambiguous request"
@@ -210,28 +212,43 @@ class ScienceWorld:
 
   def reset(self, seed: int | None = None) -> Observation:
     """Starts an episode on the variation that `seed` picks (see `__init__`)."""
-    variation = self._variation_for(seed)
-    self._load(variation)
-    self.variation = variation
-    self.simulator.server.reset()
-    self._steps, self._score = 0, 0
-    text, _, _, _ = self._send("look around")
-    return self._observation(text)
+    with self._jvm_errors():
+      variation = self._variation_for(seed)
+      self._load(variation)
+      self.variation = variation
+      self.simulator.server.reset()
+      self._steps, self._score = 0, 0
+      text, _, _, _ = self._send("look around")
+      return self._observation(text)
 
   def step(self, action: str) -> tuple[Observation, float, bool, dict[str, Any]]:
     """Sends `action` to the simulator and returns `(obs, reward, done, info)`."""
     if self._loaded is None:
       raise RuntimeError("call reset() before step()")
-    text, raw_score, completed, ambiguous = self._send(action)
-    self._steps += 1
-    score = max(raw_score, 0)
-    reward = float(score - self._score)
-    self._score = score
+    with self._jvm_errors():
+      text, raw_score, completed, ambiguous = self._send(action)
+      self._steps += 1
+      score = max(raw_score, 0)
+      reward = float(score - self._score)
+      self._score = score
+      obs = self._observation(text)
     done = completed or raw_score < 0
     truncated = self._steps >= self.step_limit and not done
     info = {"score": score, "success": raw_score >= 100, "failed": raw_score < 0,
             "truncated": truncated, "ambiguous": ambiguous, "variation": self.variation}
-    return self._observation(text), reward, done or truncated, info
+    return obs, reward, done or truncated, info
+
+  @contextlib.contextmanager
+  def _jvm_errors(self):
+    """Turns the gateway's errors into `EnvCrashed` when the JVM has exited."""
+    from py4j.protocol import Py4JError
+    try:
+      yield
+    except Py4JError as e:
+      code = self._sim._gateway.java_process.poll() if self._sim is not None else None
+      if code is None:
+        raise
+      raise EnvCrashed(f"the ScienceWorld JVM exited with code {code}: {e}") from e
 
   def _send(self, action: str) -> tuple[str, int, bool, bool]:
     """Runs one command, answering an ambiguity prompt with its first reading.

@@ -10,8 +10,9 @@ The environment is built by `env_fn` inside the worker (a `spawn` subprocess, so
 is never forked). A worker whose process dies, or whose call runs past its timeout, is killed with
 its whole process tree (a ScienceWorld JVM included) and started again; the step in flight ends the
 episode as truncated (`done=True`, `info["truncated"]`, `info["worker_restarted"]`,
-`info["error"]`), and the next `reset` runs in the fresh process. Exceptions that the environment
-raises itself are passed on to the caller unchanged.
+`info["error"]`), and the next `reset` runs in the fresh process. An environment that notices that
+its own backend died (ScienceWorld's JVM) raises `EnvCrashed`, which counts as a failure too;
+other exceptions that the environment raises are passed on to the caller unchanged.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ def kill_tree(pid: int) -> None:
       pass
 
 
+class EnvCrashed(RuntimeError):
+  """Raised by an environment whose backend (a JVM, a simulator process) has died."""
+
+
 def _serve(env_fn: Callable[[], TextEnv], conn) -> None:
   """The worker's loop: runs each `(method, argument)` request on the env and sends the result."""
   env = None
@@ -94,6 +99,9 @@ def _serve(env_fn: Callable[[], TextEnv], conn) -> None:
         else:
           result = env.step(argument)
         conn.send(("ok", result))
+      except EnvCrashed as e:
+        conn.send(("failed", f"environment crashed: {e}"))
+        return
       except Exception as e:  # pylint: disable=broad-except
         conn.send(("raise", _picklable(e)))
   finally:
