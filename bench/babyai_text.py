@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import time
+from typing import Callable
 
 from absl import app, flags
 import numpy as np
@@ -24,17 +25,23 @@ from londi_jax.envs.babyai_render import describe
 from londi_jax.envs.babyai_text import ACTIONS
 from londi_jax.envs.vector import make_vector
 
-def _best_rate(fn, steps: int, repeats: int) -> float:
-  """Steps per second of the fastest of `repeats` calls of `fn()`, which takes `steps` steps.
+def _best_rates(runs: dict[str, tuple[Callable[[], float | None], int]], repeats: int
+                ) -> dict[str, float]:
+  """Steps per second of each run, the fastest of `repeats`; the runs take turns, so a busy
+  machine slows them alike.
 
-  `fn` returns the seconds to count, or None to count its whole run.
+  Args:
+    runs: name -> `(fn, steps)`: `fn()` takes `steps` steps and returns the seconds to count,
+      or None to count its whole call.
+    repeats: timed calls per run.
   """
-  best = float("inf")
+  best = dict.fromkeys(runs, float("inf"))
   for _ in range(repeats):
-    start = time.perf_counter()
-    seconds = fn()
-    best = min(best, time.perf_counter() - start if seconds is None else seconds)
-  return steps / best
+    for name, (fn, _) in runs.items():
+      start = time.perf_counter()
+      seconds = fn()
+      best[name] = min(best[name], time.perf_counter() - start if seconds is None else seconds)
+  return {name: steps / best[name] for name, (_, steps) in runs.items()}
 
 
 def _play(reset, step, actions, seed) -> float:
@@ -77,15 +84,10 @@ def bench(level: str, steps: int, batch: int, repeats: int, seed: int) -> dict[s
     return terminated or truncated
 
   _play(raw_reset, raw_step_keeping_views, indices.tolist(), seed)
-  raw = _best_rate(lambda: _play(raw_reset, raw_step, indices.tolist(), seed), steps, repeats)
-  text = _best_rate(lambda: _play(text_env.reset, lambda a: text_env.step(a)[2], names, seed),
-                    steps, repeats)
 
   def render_all():
     for image, carrying in views:
       describe(image, carrying)
-
-  render = _best_rate(render_all, len(views), repeats)
 
   vec = make_vector(f"babyai_text/{level}", num_envs=batch, seed=seed)
   vec.reset()
@@ -95,12 +97,19 @@ def bench(level: str, steps: int, batch: int, repeats: int, seed: int) -> dict[s
     for a in batch_actions:
       vec.step(a)
 
-  vector = _best_rate(step_vector, len(batch_actions) * batch, repeats)
+  rates = _best_rates({
+      "raw": (lambda: _play(raw_reset, raw_step, indices.tolist(), seed), steps),
+      "text": (lambda: _play(text_env.reset, lambda a: text_env.step(a)[2], names, seed), steps),
+      "render": (render_all, len(views)),
+      "vector": (step_vector, len(batch_actions) * batch),
+  }, repeats)
   vec.close()
   text_env.close()
-  return {"raw_steps_per_s": raw, "text_steps_per_s": text, "render_calls_per_s": render,
-          f"vector_b{batch}_env_steps_per_s": vector, "text_over_raw_cost": raw / text,
-          "render_over_raw_step_cost": raw / render}
+  return {"raw_steps_per_s": rates["raw"], "text_steps_per_s": rates["text"],
+          "render_calls_per_s": rates["render"],
+          f"vector_b{batch}_env_steps_per_s": rates["vector"],
+          "text_over_raw_cost": rates["raw"] / rates["text"],
+          "render_over_raw_step_cost": rates["raw"] / rates["render"]}
 
 
 def define_flags() -> None:
