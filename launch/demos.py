@@ -59,7 +59,9 @@ def run(env_ids: list[str], episodes: int, out: str, seed: int = 0,
   summaries = []
   with DemoWriter(out) as writer:
     for env_id, collect in zip(env_ids, collectors):
-      kwargs: dict[str, Any] = {"episodes": episodes, "seed": seed, "split": split}
+      kwargs: dict[str, Any] = {"episodes": episodes, "seed": seed}
+      if split is not None:  # otherwise the family's own default split
+        kwargs["split"] = split
       with tqdm.tqdm(total=episodes, desc=env_id, unit="episode") as bar:
         if "progress" in inspect.signature(collect).parameters:
           kwargs["progress"] = bar.update
