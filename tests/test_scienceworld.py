@@ -18,25 +18,11 @@ from londi_jax.envs.workers import EnvWorker, descendant_pids
 pytest.importorskip("scienceworld")
 
 
-def java_descendants(pid: int) -> list[int]:
-  """The `java` processes below process `pid`."""
-  found = []
-  for child in descendant_pids(pid):
-    try:
-      with open(f"/proc/{child}/cmdline", "rb") as f:
-        argv0 = f.read().split(b"\0")[0]
-    except OSError:
-      continue
-    if os.path.basename(argv0) == b"java":
-      found.append(child)
-  return found
-
-
 @pytest.fixture(scope="module", autouse=True)
 def no_java_left():
   """Torn down last: every JVM this module started is gone by then."""
   yield
-  assert java_descendants(os.getpid()) == []
+  assert descendant_pids(os.getpid(), "java") == []
 
 
 def _open(task: str):
@@ -116,7 +102,7 @@ def test_worker_recovers_from_a_killed_jvm(living, caplog):
   with EnvWorker(make, timeout_s=60) as worker:
     assert worker.reset(seed=0).extra["variation"] == test_variations[0]
     assert worker.step("look around")[3]["truncated"] is False
-    (java,) = java_descendants(worker.pid)
+    (java,) = descendant_pids(worker.pid, "java")
     os.kill(java, signal.SIGKILL)
     _, reward, done, info = worker.step("look around")
     assert done and info["truncated"] and info["worker_restarted"] and "JVM" in info["error"]

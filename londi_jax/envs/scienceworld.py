@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import random
 import weakref
@@ -31,8 +32,6 @@ from londi_jax.envs.workers import EnvCrashed
 _LOG = logging.getLogger(__name__)
 _AMBIGUOUS = "Ambiguous request"
 SPLITS = ("train", "dev", "test")
-SIMPLIFICATIONS = ("easy", "teleportAction", "selfWateringFlowerPots", "openContainers",
-                   "openDoors", "noElectricalAction", "")
 _LIVE: "weakref.WeakSet[ScienceWorld]" = weakref.WeakSet()
 
 
@@ -44,6 +43,7 @@ def _close_live() -> None:
 atexit.register(_close_live)
 
 
+@functools.cache
 def _tasks() -> dict[str, str]:
   """Task id (`1-1`) -> task name (`boil`), from the package's task table (no JVM needed)."""
   from scienceworld.constants import ID2TASK

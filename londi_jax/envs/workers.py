@@ -41,8 +41,13 @@ def _close_live_workers() -> None:
 atexit.register(_close_live_workers)
 
 
-def descendant_pids(pid: int) -> list[int]:
-  """The ids of every living descendant of process `pid` (read from /proc; empty elsewhere)."""
+def descendant_pids(pid: int, command: str | None = None) -> list[int]:
+  """The ids of the living descendants of process `pid` (read from /proc; empty elsewhere).
+
+  Args:
+    pid: the ancestor.
+    command: if given, only the processes whose command name (`/proc/<pid>/comm`) it is.
+  """
   children: dict[int, list[int]] = {}
   try:
     entries = os.listdir("/proc")
@@ -64,7 +69,17 @@ def descendant_pids(pid: int) -> list[int]:
     kids = children.get(frontier.pop(), [])
     found.extend(kids)
     frontier.extend(kids)
+  if command is not None:
+    found = [p for p in found if _command(p) == command]
   return found
+
+
+def _command(pid: int) -> str | None:
+  try:
+    with open(f"/proc/{pid}/comm") as f:
+      return f.read().strip()
+  except OSError:
+    return None
 
 
 def kill_tree(pid: int) -> None:
