@@ -18,10 +18,12 @@ other exceptions that the environment raises are passed on to the caller unchang
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import traceback
 import weakref
 from typing import Any, Callable
@@ -38,7 +40,11 @@ def _close_live_workers() -> None:
     worker.close()
 
 
-atexit.register(_close_live_workers)
+@functools.cache
+def _close_workers_at_exit() -> None:
+  # Registered after multiprocessing's own exit handler (which terminates daemonic children
+  # abruptly), so that it runs before it: atexit runs the latest registration first.
+  atexit.register(_close_live_workers)
 
 
 def descendant_pids(pid: int, command: str | None = None) -> list[int]:
@@ -98,6 +104,8 @@ class EnvCrashed(RuntimeError):
 def _serve(env_fn: Callable[[], TextEnv], conn) -> None:
   """The worker's loop: runs each `(method, argument)` request on the env and sends the result."""
   env = None
+  # A terminated worker still closes its environment (and so ends its JVM).
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
   try:
     while True:
       try:
@@ -168,6 +176,7 @@ class EnvWorker:
     self._last_obs: Observation | None = None
     self._start()
     _LIVE_WORKERS.add(self)
+    _close_workers_at_exit()
 
   @property
   def pid(self) -> int | None:
