@@ -1,0 +1,49 @@
+"""A uniform replay buffer of fixed shape, written for `jit`.
+
+The buffer is a pytree of arrays `[capacity, ...]` with a write index and a fill count; `add`
+writes a batch of items at once (wrapping around) and `sample` draws uniformly among the filled
+slots. Under `vmap` each member keeps its own buffer. Callers jit the step that replaces a buffer
+with `donate_argnums` so the update happens in place.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class ReplayState:
+  """Storage `[capacity, ...]` for every leaf of the item pytree, the next write slot, the fill."""
+
+  data: object
+  index: jnp.ndarray
+  size: jnp.ndarray
+
+  @property
+  def capacity(self) -> int:
+    return jax.tree_util.tree_leaves(self.data)[0].shape[0]
+
+
+def replay_init(example_item, capacity: int) -> ReplayState:
+  """An empty buffer for items shaped like `example_item` (a pytree of arrays without batch axis)."""
+  data = jax.tree_util.tree_map(
+      lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example_item)
+  return ReplayState(data=data, index=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
+
+
+def replay_add(state: ReplayState, items) -> ReplayState:
+  """Writes a batch of items (leaves `[B, ...]`, `B <= capacity`) at the write index, wrapping."""
+  capacity = state.capacity
+  batch = jax.tree_util.tree_leaves(items)[0].shape[0]
+  slots = (state.index + jnp.arange(batch)) % capacity  # [B]
+  data = jax.tree_util.tree_map(lambda buf, x: buf.at[slots].set(x), state.data, items)
+  return ReplayState(data=data, index=(state.index + batch) % capacity,
+                     size=jnp.minimum(state.size + batch, capacity))
+
+
+def replay_sample(state: ReplayState, key: jax.Array, batch_size: int):
+  """Draws `batch_size` items uniformly, with replacement, among the filled slots."""
+  slots = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))  # [N]
+  return jax.tree_util.tree_map(lambda buf: buf[slots], state.data)

@@ -1,0 +1,38 @@
+"""The switcher's config: one `ml_collections.ConfigDict` shared by every experiment family."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def switcher_config() -> ml_collections.ConfigDict:
+  """Default hyperparameters of the switcher (network, update, budgets, exploration)."""
+  c = ml_collections.ConfigDict()
+  c.cost = 0.05  # price c of one large-LM call, in reward units
+  c.discount = 0.99  # gamma
+  c.budget = 0  # hard budget n of large calls per episode (LONDI-B); 0 = none
+  c.hidden_sizes = (64, 64)
+  c.learning_rate = 1e-3
+  c.learning_rate_end = 1e-5
+  c.decay_updates = 0  # linear decay of the learning rate over this many updates; 0 = constant
+  c.max_grad_norm = 10.0
+  c.batch_size = 256
+  c.huber_delta = 1.0
+  c.double_q = True
+  c.target_update = "polyak"  # or "periodic"
+  c.tau = 0.01  # Polyak rate
+  c.target_period = 200  # updates between copies when periodic
+  c.lagrangian = ml_collections.ConfigDict()
+  c.lagrangian.enabled = False
+  c.lagrangian.measure = "rate"  # "rate": mean g per step; "calls_per_episode"
+  c.lagrangian.target = 0.2  # rho (rate) or calls per episode
+  c.lagrangian.learning_rate = 0.01
+  c.lagrangian.init = 0.0
+  c.epsilon_start = 1.0
+  c.epsilon_end = 0.05
+  c.epsilon_decay_steps = 2000  # acting steps
+  c.replay_capacity = 50_000
+  c.min_replay = 1000  # transitions before updates start
+  c.train_every = 1  # k: acting steps between training calls
+  c.num_updates = 1  # U: jitted updates per training call, run in one lax.scan
+  return c
