@@ -11,8 +11,10 @@ import signal
 import pytest
 
 from londi_jax import envs
-from londi_jax.envs import scienceworld, scienceworld_candidates
+from londi_jax.demos import DemoWriter, read_demos
+from londi_jax.envs import scienceworld, scienceworld_candidates, scienceworld_demos
 from londi_jax.envs.base import UnknownEnvironmentError
+from londi_jax.envs.scienceworld_prompts import PromptConfig, Turn, build_prompt
 from londi_jax.envs.workers import EnvWorker, descendant_pids
 
 pytest.importorskip("scienceworld")
@@ -112,3 +114,80 @@ def test_worker_recovers_from_a_killed_jvm(living, caplog):
     assert worker.step("look around")[2] is False
     pids = [worker.pid, *descendant_pids(worker.pid)]
   assert not set(pids) & set(descendant_pids(os.getpid()))
+
+
+def test_collect_writes_gold_demonstrations(tmp_path):
+  with DemoWriter(tmp_path) as writer:
+    summary = scienceworld_demos.collect("scienceworld/find-non-living-thing", writer,
+                                         episodes=2, seed=0)
+  records = list(read_demos(tmp_path))
+  assert summary["episodes"] == 2 and summary["records"] == len(records) > 0
+  assert summary["mean_final_score"] == 100 and summary["gold_coverage"] == 1.0
+  assert [r["episode"] for r in records] == sorted(r["episode"] for r in records)
+  for record in records:
+    assert record["action"] in record["valid_actions"] and record["covered"]
+    assert record["prompt"].startswith("Task: ") and record["prompt"].endswith("Next action:")
+  assert {r["variation"] for r in records} == set(summary["variations"])
+
+
+def test_candidates_keep_useful_actions_and_add_twins():
+  classes = {1: "scienceworld.objects.containers.MetalPot",
+             2: "scienceworld.objects.location.Room",
+             3: "scienceworld.objects.portal.Door",
+             4: "scienceworld.objects.containers.furniture.Counter",
+             5: "scienceworld.objects.substance.Water"}
+  valid = [
+      {"action": "reset task", "template_id": 12, "obj_ids": [], "type_ids": []},
+      {"action": "move metal pot to kitchen", "template_id": 9, "obj_ids": [10, 20],
+       "type_ids": [1, 2]},
+      {"action": "move metal pot to counter", "template_id": 9, "obj_ids": [10, 40],
+       "type_ids": [1, 4]},
+      {"action": "move counter to metal pot", "template_id": 9, "obj_ids": [40, 10],
+       "type_ids": [4, 1]},
+      {"action": "pour counter into metal pot", "template_id": 10, "obj_ids": [40, 10],
+       "type_ids": [4, 1]},
+      {"action": "move kitchen to counter", "template_id": 9, "obj_ids": [20, 40],
+       "type_ids": [2, 4]},
+      {"action": "pour water into metal pot", "template_id": 10, "obj_ids": [50, 10],
+       "type_ids": [5, 1]},
+      {"action": "close door to kitchen", "template_id": 1, "obj_ids": [30], "type_ids": [3]},
+      {"action": "focus on kitchen", "template_id": 11, "obj_ids": [20], "type_ids": [2]},
+      {"action": "look at kitchen", "template_id": 4, "obj_ids": [20], "type_ids": [2]},
+      {"action": "put down metal pot", "template_id": 22, "obj_ids": [10], "type_ids": [1]},
+  ]
+  texts = [c.text for c in scienceworld_candidates.build_candidates(valid, classes)]
+  assert texts == ["close door to kitchen", "look at kitchen", "move counter to metal pot",
+                   "move metal pot to counter", "open door to kitchen", "pick up metal pot",
+                   "put down metal pot"]
+
+
+def test_gold_phrases_match_the_listed_names():
+  cands = [scienceworld_candidates.Candidate(text, template, objs) for text, template, objs in [
+      ("look at thermometer", 4, (1,)), ("look at substance in metal pot", 4, (2,)),
+      ("look at metal pot", 4, (3,)), ("use thermometer on substance in metal pot", 13, (1, 2)),
+      ("use thermometer on metal pot", 13, (1, 3)), ("look at kitchen door", 4, (4,)),
+      ("open kitchen door", 0, (4,)), ("pour metal pot into metal pot", 10, (3, 3))]]
+  referents = {1: ["thermometer"], 2: ["substance", "water"], 3: ["metal pot", "pot"], 4: []}
+  expected = {
+      "use thermometer in inventory on substance in metal pot":
+          "use thermometer on substance in metal pot",
+      "examine substance in metal pot": "look at substance in metal pot",
+      "examine water": "look at substance in metal pot",
+      "open door to kitchen": "open kitchen door",
+      "pour pot in metal pot": "pour metal pot into metal pot",
+  }
+  for gold, listed in expected.items():
+    assert scienceworld_candidates.match_gold(gold, cands, referents).text == listed
+  assert scienceworld_candidates.match_gold("eat thermometer", cands, referents) is None
+
+
+def test_prompt_shows_the_latest_actions_and_the_current_state():
+  turns = [Turn(f"a{i}", float(i), f"o{i}\n\tmore") for i in range(7)]
+  prompt = build_prompt("Boil water.", 7, 42, turns, "You see:\n\ta pot",
+                        "This room is called the kitchen. In it...",
+                        "In your inventory, you see:\n\tan orange\n",
+                        PromptConfig(num_actions=2, history_chars=6))
+  assert prompt.split("\n") == [
+      "Task: Boil water.", "Time: 7; Score: 42",
+      "Recent: a5 (+5) -> o5;... | a6 (+6) -> o6;...", "Room: kitchen",
+      "Observation: You see: a pot", "Inventory: an orange", "Next action:"]

@@ -26,23 +26,21 @@ ACTIVATE, DEACTIVATE = 6, 7
 MOVE, POUR, FOCUS, RESET, USE, PICK_UP, PUT_DOWN, DUNK = 9, 10, 11, 12, 13, 21, 22, 26
 _CARRY = {MOVE, POUR, DUNK, PICK_UP}  # the first object is carried (to the second one)
 _CARRY_INTO = {MOVE, POUR, DUNK}
-_CONTAINERS = "scienceworld.objects.containers."
 _EMPTIED = {POUR, DUNK}  # the first object is a container whose contents go into the second
 
 # Rooms, the agent, doors and drains: neither carried nor carried into, only walked through,
-# opened, closed or looked at.
+# opened, closed or looked at. (Anything else may be carried: `find-non-living-thing` has gold
+# paths that put a cupboard into a box.)
 _PLACES = ("scienceworld.objects.location.", "scienceworld.objects.agent.",
            "scienceworld.objects.portal.")
 _PLACE_TEMPLATES_KEPT = {OPEN, CLOSE, GO, LOOK_AT, LOOK_IN}
+# Only a container that is not furniture is poured or dunked.
+_CONTAINERS = "scienceworld.objects.containers."
+_FURNITURE = "scienceworld.objects.containers.furniture."
 # A listed action implies its twin: (template, verb, twin template, twin verb).
 _TWINS = ((CLOSE, "close ", OPEN, "open "), (PUT_DOWN, "put down ", PICK_UP, "pick up "),
           (ACTIVATE, "activate ", DEACTIVATE, "deactivate "),
           (DEACTIVATE, "deactivate ", ACTIVATE, "activate "))
-# Furniture and appliances that cannot be carried.
-_FURNITURE = "scienceworld.objects.containers.furniture."
-_PORTABLE_FURNITURE = {"Pillow"}
-_FIXED_DEVICES = {"Bathtub", "Freezer", "Fridge", "Oven", "Sink", "Stove", "Toilet",
-                  "UltraColdFreezer"}
 
 # Gold-path verbs that the simulator lists under another verb.
 _VERB_ALIASES = (("examine ", "look at "), ("drop ", "put down "))
@@ -51,6 +49,7 @@ _POUR_JOINERS = (" into ", " in ")
 # `X in Y`, `X on Y`: the object X, qualified by what holds it (a lone `door` by where it goes).
 _QUALIFIERS = (" in ", " on ")
 _DOOR_QUALIFIER = " to "
+
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
@@ -71,13 +70,8 @@ def _is_place(cls: str | None) -> bool:
   return bool(cls) and cls.startswith(_PLACES)
 
 
-def _is_fixed(cls: str | None) -> bool:
-  if not cls:
-    return False
-  simple = cls.rsplit(".", 1)[-1]
-  if cls.startswith(_FURNITURE):
-    return simple not in _PORTABLE_FURNITURE
-  return _is_place(cls) or simple in _FIXED_DEVICES
+def _is_vessel(cls: str | None) -> bool:
+  return bool(cls) and cls.startswith(_CONTAINERS) and not cls.startswith(_FURNITURE)
 
 
 def _keep(entry: Mapping[str, Any], classes: Mapping[int, str]) -> bool:
@@ -85,9 +79,9 @@ def _keep(entry: Mapping[str, Any], classes: Mapping[int, str]) -> bool:
   if template == RESET:
     return False
   kinds = [classes.get(t) for t in entry.get("type_ids", ())]
-  if template in _CARRY and _is_fixed(kinds[0]):
+  if template in _CARRY and _is_place(kinds[0]):
     return False
-  if template in _EMPTIED and not (kinds[0] or "").startswith(_CONTAINERS):
+  if template in _EMPTIED and not _is_vessel(kinds[0]):
     return False
   if template in _CARRY_INTO:
     return not _is_place(kinds[1])
