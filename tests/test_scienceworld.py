@@ -136,25 +136,15 @@ def test_candidates_keep_useful_actions_and_add_twins():
              3: "scienceworld.objects.portal.Door",
              4: "scienceworld.objects.containers.furniture.Counter",
              5: "scienceworld.objects.substance.Water"}
-  valid = [
-      {"action": "reset task", "template_id": 12, "obj_ids": [], "type_ids": []},
-      {"action": "move metal pot to kitchen", "template_id": 9, "obj_ids": [10, 20],
-       "type_ids": [1, 2]},
-      {"action": "move metal pot to counter", "template_id": 9, "obj_ids": [10, 40],
-       "type_ids": [1, 4]},
-      {"action": "move counter to metal pot", "template_id": 9, "obj_ids": [40, 10],
-       "type_ids": [4, 1]},
-      {"action": "pour counter into metal pot", "template_id": 10, "obj_ids": [40, 10],
-       "type_ids": [4, 1]},
-      {"action": "move kitchen to counter", "template_id": 9, "obj_ids": [20, 40],
-       "type_ids": [2, 4]},
-      {"action": "pour water into metal pot", "template_id": 10, "obj_ids": [50, 10],
-       "type_ids": [5, 1]},
-      {"action": "close door to kitchen", "template_id": 1, "obj_ids": [30], "type_ids": [3]},
-      {"action": "focus on kitchen", "template_id": 11, "obj_ids": [20], "type_ids": [2]},
-      {"action": "look at kitchen", "template_id": 4, "obj_ids": [20], "type_ids": [2]},
-      {"action": "put down metal pot", "template_id": 22, "obj_ids": [10], "type_ids": [1]},
-  ]
+  # Object ids are ten times their type ids: 10 metal pot, 20 kitchen, 30 door, 40 counter.
+  listed = [("reset task", 12, []), ("move metal pot to kitchen", 9, [1, 2]),
+            ("move metal pot to counter", 9, [1, 4]), ("move counter to metal pot", 9, [4, 1]),
+            ("pour counter into metal pot", 10, [4, 1]), ("move kitchen to counter", 9, [2, 4]),
+            ("pour water into metal pot", 10, [5, 1]), ("close door to kitchen", 1, [3]),
+            ("focus on kitchen", 11, [2]), ("look at kitchen", 4, [2]),
+            ("put down metal pot", 22, [1])]
+  valid = [{"action": action, "template_id": template, "obj_ids": [10 * t for t in types],
+            "type_ids": types} for action, template, types in listed]
   texts = [c.text for c in scienceworld_candidates.build_candidates(valid, classes)]
   assert texts == ["close door to kitchen", "look at kitchen", "move counter to metal pot",
                    "move metal pot to counter", "open door to kitchen", "pick up metal pot",
