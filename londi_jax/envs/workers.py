@@ -22,6 +22,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import traceback
@@ -135,7 +136,6 @@ def _serve(env_fn: Callable[[], TextEnv], conn) -> None:
 
 def _picklable(error: Exception) -> Exception:
   """The exception itself if it survives pickling, else a RuntimeError with its traceback."""
-  import pickle
   try:
     pickle.loads(pickle.dumps(error))
     return error
