@@ -1,0 +1,93 @@
+"""Behaviour cloning of a small and a large BabyAI-Text policy (`launch.pretrain`).
+
+    python -m launch.pretrain --config configs/pretrain.py:babyai_text --workdir DIR
+    presets: smoke (seconds, tests), babyai_text (CPU, ~15 min), full (the embedded default
+    policies), paper (real checkpoint folders, GPU)
+
+The small policy sees the current observation only; the large one a longer window plus the
+episode's first observation (the starting pose, which missions such as `behind you` refer to).
+"""
+
+import ml_collections
+
+LEVELS = ("babyai_text/BabyAI-GoToLocal-v0", "babyai_text/BabyAI-PickupLoc-v0")
+
+
+def _model(layers: int, d: int, heads: int, kv_heads: int, ff: int) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      num_layers=layers, hidden_size=d, num_heads=heads, num_kv_heads=kv_heads,
+      intermediate_size=ff, rope_theta=10000.0, tie_word_embeddings=True))
+
+
+def _policy(model, num_observations: int, num_actions: int, keep_first: bool, steps: int,
+            lr: float) -> ml_collections.ConfigDict:
+  p = ml_collections.ConfigDict()
+  p.checkpoint = ""  # a Hugging Face checkpoint folder to fine-tune instead of `model`
+  p.model = model
+  p.prompt = ml_collections.ConfigDict(dict(
+      template="compact", num_observations=num_observations, num_actions=num_actions,
+      keep_first=keep_first))
+  p.max_prompt_tokens = 256  # longer prompts keep their last tokens
+  p.steps = steps
+  p.batch_size = 64
+  p.lr = lr
+  p.warmup = 100
+  p.weight_decay = 0.0
+  return p
+
+
+def get_config(preset: str = "babyai_text") -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.levels = LEVELS
+  c.demos = ml_collections.ConfigDict()
+  c.demos.path = ""  # an existing demonstration folder (demos.jsonl) instead of collecting
+  c.demos.episodes_per_level = 1500
+  c.demos.val_fraction = 0.02  # episodes held out for per-step validation accuracy
+  c.policies = ml_collections.ConfigDict()
+  c.policies.small = _policy(_model(1, 32, 2, 1, 64), 1, 0, False, steps=400, lr=3e-3)
+  c.policies.large = _policy(_model(4, 128, 4, 2, 384), 3, 2, True, steps=600, lr=1.5e-3)
+  c.length_buckets = (32, 48, 64, 96)  # training prompts are padded to one of these (or longer)
+  c.log_every = 50
+  c.checkpoint_every = 250
+  c.eval = ml_collections.ConfigDict()
+  c.eval.episodes = 200  # held-out (`test` split) episodes per policy, spread over `levels`
+  c.eval.mode = "sampled"
+  c.eval.temperature = 1.0
+  c.eval.num_envs = 50
+
+  if preset == "smoke":
+    c.demos.episodes_per_level = 12
+    c.demos.val_fraction = 0.2
+    c.policies.small = _policy(_model(1, 32, 2, 1, 64), 1, 0, False, steps=120, lr=1e-2)
+    c.policies.large = _policy(_model(1, 32, 2, 1, 64), 2, 1, True, steps=120, lr=1e-2)
+    for p in (c.policies.small, c.policies.large):
+      p.batch_size = 32
+      p.warmup = 10
+    c.log_every = 40
+    c.checkpoint_every = 60
+    c.eval.episodes = 4
+    c.eval.num_envs = 4
+  elif preset == "full":
+    c.demos.episodes_per_level = 2500
+    c.policies.small.steps = 800
+    c.policies.large.steps = 1800
+    c.eval.episodes = 400
+  elif preset == "paper":
+    c.demos.episodes_per_level = 5000
+    for p in (c.policies.small, c.policies.large):
+      p.prompt.template = "glam"
+      p.prompt.num_observations = 3
+      p.prompt.num_actions = 2
+      p.prompt.keep_first = False
+      p.max_prompt_tokens = 1024
+      p.batch_size = 64
+      p.lr = 1e-5
+      p.steps = 5000
+    c.policies.small.checkpoint = "/path/to/SmolLM2-135M"
+    c.policies.large.checkpoint = "/path/to/Qwen2.5-1.5B"
+    c.eval.episodes = 1000
+  elif preset != "babyai_text":
+    raise ValueError(f"unknown preset {preset!r} of configs/pretrain.py; known: smoke, "
+                     "babyai_text, full, paper")
+  return c

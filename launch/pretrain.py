@@ -1,0 +1,250 @@
+"""Behaviour cloning of a small and a large LM policy on expert demonstrations.
+
+    python -m launch.pretrain --config configs/pretrain.py:babyai_text --workdir DIR
+
+Collects (or reads, `--config.demos.path`) BabyAI-Text demonstrations, builds a word-level
+tokenizer from their text, trains each policy of `config.policies` by cross-entropy of the
+expert's action under the candidate distribution, and measures its success rate on held-out
+seeds. Resumable: rerun the same command and it continues from the latest Orbax checkpoint.
+
+    DIR/demos/                   demos.jsonl + summary.json
+    DIR/tokenizer/               the shared word-level tokenizer
+    DIR/<policy>/ckpt/           Orbax train-state checkpoints (params, optimiser, step)
+    DIR/<policy>/policy/         the trained policy; `londi_jax.policies.load_policy` reads it
+    DIR/<policy>/eval.json       success rate with its 95% interval, FLOPs per step
+    DIR/metrics.jsonl            train, validation and evaluation metrics
+    DIR/summary.json             both evaluations and the FLOPs ratio
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import app, flags, logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import config_flags
+import ml_collections
+import orbax.checkpoint as ocp
+
+from londi_jax.demos import DemoWriter, read_demos
+from londi_jax.envs import babyai_demos
+from londi_jax.envs.babyai_text import ACTIONS
+from londi_jax.envs.prompts import PromptConfig, compact_sentence
+from londi_jax.policies import bc
+from londi_jax.policies.checkpoint import load_pretrained
+from londi_jax.policies.config import DecoderConfig
+from londi_jax.policies.model import Decoder, init_params
+from londi_jax.policies.policy import Policy
+from londi_jax.policies.rollout import evaluate_policy
+from londi_jax.policies.store import save_policy
+from londi_jax.policies.tokenizer import Tokenizer, build_word_tokenizer
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/pretrain.py:babyai_text",
+                                          "behaviour-cloning config", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "output folder", required=True)
+
+_COLORS = ("red", "green", "blue", "purple", "yellow", "grey")
+_OBJECTS = ("ball", "box", "key")
+
+
+def log(msg: str) -> None:
+  print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Metrics:
+  """Appends one JSON object per line to `metrics.jsonl`."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def write(self, kind: str, **values) -> None:
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"kind": kind, "time": time.time(), **values}) + "\n")
+
+
+def collect_demos(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """The demonstration folder: `config.demos.path`, or the bot's episodes under `workdir`."""
+  if config.demos.path:
+    return config.demos.path
+  out = os.path.join(workdir, "demos")
+  if os.path.exists(os.path.join(out, "demos.jsonl")):
+    return out
+  with DemoWriter(out) as writer:
+    for env_id in config.levels:
+      s = babyai_demos.collect(env_id, writer, episodes=config.demos.episodes_per_level,
+                               seed=config.seed, split="train")
+      log(f"demos {env_id}: {s['episodes']} episodes, expert success {s['success_rate']:.3f}, "
+          f"{s['records']} steps")
+  return out
+
+
+def vocabulary_texts(prompts: list[str]) -> list[str]:
+  """Demonstration prompts plus every compact object and position word, so held-out episodes
+  meet no unknown word."""
+  words = [f"{c}_{o}" for c in _COLORS for o in _OBJECTS]
+  words += [f"{s}_{c}_door" for s in ("open", "closed", "locked") for c in _COLORS]
+  where = [f"f{y}" for y in range(1, 7)] + [f"{s}{x}" for s in "lr" for x in range(1, 4)]
+  where += [f"{s}{x}f{y}" for s in "lr" for x in range(1, 4) for y in range(1, 7)]
+  return prompts + [" ".join(words + where), " ".join(ACTIONS),
+                    compact_sentence("You see a wall 1 step forward")]
+
+
+def build_model(p: ml_collections.ConfigDict, tokenizer: Tokenizer, key: jax.Array):
+  """The decoder and its initial params: a checkpoint's, or random ones of `p.model`."""
+  if p.checkpoint:
+    model, params = load_pretrained(p.checkpoint)
+    return model, params
+  m = p.model
+  config = DecoderConfig(
+      vocab_size=bc.round_up(tokenizer.vocab_size, 8), hidden_size=m.hidden_size,
+      intermediate_size=m.intermediate_size, num_layers=m.num_layers, num_heads=m.num_heads,
+      num_kv_heads=m.num_kv_heads, head_dim=m.hidden_size // m.num_heads,
+      rope_theta=m.rope_theta, tie_word_embeddings=m.tie_word_embeddings)
+  return Decoder(config), init_params(config, key)
+
+
+def evaluate_sets(evaluate, params, sets: list) -> dict[str, float]:
+  """Loss and accuracy over several datasets, weighted by their sizes."""
+  n = sum(d.size for d in sets)
+  out = [jax.device_get(evaluate(params, d)) for d in sets]
+  return {k: float(sum(o[k] * d.size for o, d in zip(out, sets)) / n) for k in ("loss", "accuracy")}
+
+
+def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
+                 episodes: list, tokenizer: Tokenizer, workdir: str, metrics: Metrics) -> Policy:
+  """Clones the expert into one policy; resumes from its latest checkpoint."""
+  prompt_config = PromptConfig(**p.prompt.to_dict())
+  n_val = max(1, int(len(episodes) * config.demos.val_fraction))
+  episodes = [episodes[i] for i in np.random.default_rng(config.seed).permutation(len(episodes))]
+  sets = {}
+  for split, eps in (("train", episodes[n_val:]), ("val", episodes[:n_val])):
+    prompts, actions, candidates = bc.prompts_and_actions(eps, prompt_config)
+    sets[split] = bc.make_dataset(tokenizer, prompts, actions, candidates, p.max_prompt_tokens,
+                                  config.length_buckets)
+  sizes = np.array([d.size for d in sets["train"]])
+  log(f"{name}: {sizes.sum()} training states in prompt-length buckets "
+      f"{[(d.prompt_ids.shape[1], d.size) for d in sets['train']]}; "
+      f"{sum(d.size for d in sets['val'])} validation states")
+
+  key = jax.random.fold_in(jax.random.key(config.seed), hash(name) % (2 ** 31))
+  model, params = build_model(p, tokenizer, jax.random.fold_in(key, 0))
+  log(f"{name}: {model.config.num_params():,} params, {model.config.num_layers} layers, "
+      f"d={model.config.hidden_size}")
+  optimizer = bc.make_optimizer(p.lr, p.steps, p.warmup, weight_decay=p.weight_decay)
+  state = bc.TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+  manager = ocp.CheckpointManager(
+      os.path.join(workdir, name, "ckpt"),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+  if manager.latest_step() is not None:
+    state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
+    log(f"{name}: resumed at step {int(state.step)}")
+  train_step = jax.jit(bc.make_train_step(model, optimizer, p.batch_size), donate_argnums=0)
+  evaluate = jax.jit(bc.make_eval_fn(model, p.batch_size))
+  data_key = jax.random.fold_in(key, 1)
+  start, tick = int(state.step), time.time()
+  for step in range(start, p.steps):
+    bucket = np.random.default_rng([config.seed, step]).choice(len(sizes), p=sizes / sizes.sum())
+    state, m = train_step(state, sets["train"][bucket], data_key)
+    done = step + 1
+    if done % config.log_every == 0 or done == p.steps:
+      m = jax.device_get(m)
+      rate = config.log_every / (time.time() - tick)
+      tick = time.time()
+      val = evaluate_sets(evaluate, state.params, sets["val"])
+      log(f"{name} step {done}/{p.steps}: loss {m['loss']:.4f} acc {m['accuracy']:.3f} | val "
+          f"loss {val['loss']:.4f} acc {val['accuracy']:.3f} | {rate:.2f} steps/s")
+      metrics.write("train", policy=name, step=done, loss=float(m["loss"]),
+                    accuracy=float(m["accuracy"]), steps_per_s=rate)
+      metrics.write("val", policy=name, step=done, loss=float(val["loss"]),
+                    accuracy=float(val["accuracy"]))
+    if done % config.checkpoint_every == 0 or done == p.steps:
+      manager.save(done, args=ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+  train_acc = evaluate_sets(evaluate, state.params, [
+      d.replace(prompt_ids=d.prompt_ids[:1024], prompt_mask=d.prompt_mask[:1024],
+                targets=d.targets[:1024]) for d in sets["train"]])
+  val = evaluate_sets(evaluate, state.params, sets["val"])
+  meta = {"name": name, "prompt": p.prompt.to_dict(), "levels": list(config.levels),
+          "steps": p.steps, "train_accuracy": float(train_acc["accuracy"]),
+          "val_accuracy": float(val["accuracy"]), "eval_mode": config.eval.mode}
+  folder = os.path.join(workdir, name, "policy")
+  save_policy(folder, model.config, state.params, tokenizer, temperature=config.eval.temperature,
+              meta=meta)
+  log(f"{name}: saved to {folder} (train acc {meta['train_accuracy']:.3f}, val acc "
+      f"{meta['val_accuracy']:.3f})")
+  return Policy(model, state.params, tokenizer, temperature=config.eval.temperature,
+                seed=config.seed, meta=meta)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Everything the command does; returns the summary it writes."""
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  metrics = Metrics(os.path.join(workdir, "metrics.jsonl"))
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  demo_dir = collect_demos(config, workdir)
+  episodes = bc.episodes_of(read_demos(os.path.join(demo_dir, "demos.jsonl")))
+  log(f"{len(episodes)} demonstration episodes from {demo_dir}")
+
+  tok_dir = os.path.join(workdir, "tokenizer")
+  if os.path.exists(os.path.join(tok_dir, "tokenizer.json")):
+    tokenizer = Tokenizer.load(tok_dir)
+  else:
+    texts = []
+    for p in config.policies.values():
+      texts += bc.prompts_and_actions(episodes, PromptConfig(**p.prompt.to_dict()))[0]
+    tokenizer = build_word_tokenizer(vocabulary_texts(texts))
+    tokenizer.save(tok_dir)
+  log(f"tokenizer: {tokenizer.vocab_size} words")
+
+  summary = {"levels": list(config.levels), "eval_mode": config.eval.mode, "policies": {}}
+  for name, p in config.policies.items():
+    uses_own_tokenizer = bool(p.checkpoint)
+    tok = Tokenizer.load(p.checkpoint) if uses_own_tokenizer else tokenizer
+    eval_path = os.path.join(workdir, name, "eval.json")
+    if os.path.exists(eval_path):
+      with open(eval_path) as f:
+        summary["policies"][name] = json.load(f)
+      log(f"{name}: already trained and evaluated")
+      continue
+    policy = train_policy(name, p, config, episodes, tok, workdir, metrics)
+    log(f"{name}: evaluating on {config.eval.episodes} held-out episodes ({config.eval.mode})")
+    result = evaluate_policy(policy, PromptConfig(**p.prompt.to_dict()), config.levels,
+                             config.eval.episodes, seed=config.seed, split="test",
+                             num_envs=config.eval.num_envs, mode=config.eval.mode)
+    result.update(params=policy.config.num_params(), train_accuracy=policy.meta["train_accuracy"],
+                  val_accuracy=policy.meta["val_accuracy"])
+    metrics.write("eval", policy=name, **result)
+    with open(eval_path, "w") as f:
+      json.dump(result, f, indent=2)
+    lo, hi = result["ci95"]
+    log(f"{name}: success {result['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] over "
+        f"{result['episodes']} episodes; {result['flops_per_step']:.3g} FLOPs/step; per level "
+        + ", ".join(f"{k.split('/')[-1]} {v['success_rate']:.3f}"
+                    for k, v in result["per_level"].items()))
+    summary["policies"][name] = result
+  pols = summary["policies"]
+  if "small" in pols and "large" in pols:
+    summary["flops_ratio_large_to_small"] = (pols["large"]["flops_per_step"]
+                                             / pols["small"]["flops_per_step"])
+    summary["success_gap"] = pols["large"]["success_rate"] - pols["small"]["success_rate"]
+    log(f"large/small FLOPs per step: {summary['flops_ratio_large_to_small']:.1f}x; success gap "
+        f"{summary['success_gap']:.3f}")
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  return summary
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
