@@ -1,0 +1,120 @@
+"""LONDI: a switcher trained over a small and a large LM policy (`launch.train`, `launch.main`).
+
+    python -m launch.train --config configs/londi.py:babyai_text --workdir DIR
+    python -m launch.train --config configs/londi.py:babyai_text:smoke --workdir DIR
+
+Presets (after the family): `smoke` (tests, seconds), `default` (2 CPU cores, ~30 min with
+`launch.main`), `paper` (a GPU and real checkpoint folders).
+"""
+
+import ml_collections
+
+from londi_jax.switching.config import switcher_config
+
+LEVELS = ("babyai_text/BabyAI-GoToLocal-v0", "babyai_text/BabyAI-PickupLoc-v0")
+
+
+def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
+  """The BabyAI-Text family at a preset."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.levels = LEVELS  # row r (and evaluation episode k) plays levels[r % len(levels)]
+
+  # Where the two LM policies come from: explicit policy folders, or a folder holding `small/`
+  # and `large/` (the embedded defaults under artifacts/, or a `launch.pretrain` workdir).
+  c.policies = ml_collections.ConfigDict()
+  c.policies.dir = "artifacts/babyai_text"
+  c.policies.small = ""
+  c.policies.large = ""
+  c.policies.action = "sampled"  # "sampled" from the chosen policy's distribution, or "greedy"
+  c.policies.temperature = 1.0
+
+  # launch.main only: pre-train the policies first (`launch.pretrain` preset) instead of loading.
+  c.pretrain = ml_collections.ConfigDict()
+  c.pretrain.enabled = False
+  c.pretrain.preset = "babyai_text"
+
+  # phi(s) of DESIGN.md Sec. 2.1; the budget fraction z / n enters the Q network itself whenever
+  # `switcher.budget > 0`.
+  c.features = ml_collections.ConfigDict()
+  c.features.hidden = True  # the small LM's mean-pooled prompt state
+  c.features.confidence = True  # max probability, entropy, top-2 margin of the small LM
+  c.features.time = True  # t / max_steps
+
+  c.cost = 0.02  # price c of a large call; members override it with `member_costs`
+  c.members = 1  # switchers trained together (seeds seed, seed + 1, ...)
+  c.member_costs = ()  # one cost per member; overrides `members` and `cost`
+  c.num_envs = 16  # environment rows per member
+  c.train_steps = 3000  # acting steps (each on members * num_envs rows)
+  c.log_every = 100
+  c.checkpoint_every = 500  # a multiple of log_every
+  c.keep_checkpoints = 3
+  c.eval_every = 0  # periodic greedy evaluation (a multiple of log_every); 0 = at the end only
+  c.eval_episodes = 32  # episodes of each periodic evaluation, per member
+
+  c.eval = ml_collections.ConfigDict()  # launch.evaluate
+  c.eval.episodes = 200
+  c.eval.seed = 0
+  c.eval.num_envs = 64  # episodes in flight
+  c.eval.checkpoint = "latest"  # or "best"
+
+  c.switcher = switcher_config()
+  c.switcher.cost = c.get_ref("cost")
+  c.switcher.hidden_sizes = (64, 64)
+  c.switcher.replay_capacity = 50_000
+  c.switcher.min_replay = 1000
+  c.switcher.batch_size = 128
+  c.switcher.epsilon_start = 1.0
+  c.switcher.epsilon_end = 0.05
+  c.switcher.epsilon_decay_steps = 1500
+  c.switcher.train_every = 4
+  c.switcher.num_updates = 4
+  c.switcher.discount = 0.97
+
+  if preset == "smoke":
+    c.policies.dir = ""
+    c.num_envs = 4
+    c.train_steps = 40
+    c.log_every = 10
+    c.checkpoint_every = 20
+    c.eval_episodes = 4
+    c.eval.episodes = 8
+    c.eval.num_envs = 8
+    c.switcher.hidden_sizes = (16,)
+    c.switcher.replay_capacity = 1000
+    c.switcher.min_replay = 32
+    c.switcher.batch_size = 16
+    c.switcher.epsilon_decay_steps = 20
+    c.switcher.train_every = 2
+    c.switcher.num_updates = 2
+  elif preset == "paper":
+    c.policies.dir = ""
+    c.policies.small = "/path/to/small/policy"
+    c.policies.large = "/path/to/large/policy"
+    c.num_envs = 64
+    c.train_steps = 20_000
+    c.log_every = 200
+    c.checkpoint_every = 2000
+    c.eval_every = 2000
+    c.eval_episodes = 128
+    c.eval.episodes = 1000
+    c.eval.num_envs = 128
+    c.switcher.replay_capacity = 500_000
+    c.switcher.min_replay = 10_000
+    c.switcher.batch_size = 512
+    c.switcher.epsilon_decay_steps = 10_000
+  elif preset != "default":
+    raise ValueError(f"unknown preset {preset!r} of configs/londi.py:babyai_text; known: "
+                     "default, smoke, paper")
+  return c
+
+
+FAMILIES = {"babyai_text": babyai_text}
+
+
+def get_config(arg: str = "babyai_text") -> ml_collections.ConfigDict:
+  """`family[:preset]`, e.g. `babyai_text` or `babyai_text:smoke`."""
+  family, _, preset = arg.partition(":")
+  if family not in FAMILIES:
+    raise ValueError(f"unknown family {family!r} of configs/londi.py; known: {sorted(FAMILIES)}")
+  return FAMILIES[family](preset or "default")

@@ -1,0 +1,42 @@
+"""The switcher's view of a state, `phi(s)` (DESIGN.md Sec. 2.1).
+
+    phi(s) = [ h_small(prompt) | max_prob, entropy, margin | t / T ]
+
+`h_small` is the small LM's mean-pooled final hidden state on its prompt (computed anyway, since
+the small LM runs on every row; it is data to the switcher, so no gradient reaches the LM), the
+three confidence statistics describe the small LM's action distribution, and `t / T` is the
+episode's time fraction (step over the level's step limit). Each part is switched by
+`config.features`; the remaining-budget fraction `z / n` enters the Q network itself whenever a
+hard budget is set (`switching.network.SwitchQNetwork`).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+
+from londi_jax.policies.policy import PolicyOutput
+
+
+def feature_dim(config: ml_collections.ConfigDict, hidden_size: int) -> int:
+  """Length `F` of `phi(s)`; at least 1 (a constant when every part is off)."""
+  f = config.features
+  dim = hidden_size * bool(f.hidden) + 3 * bool(f.confidence) + bool(f.time)
+  return max(dim, 1)
+
+
+def build_features(config: ml_collections.ConfigDict, out: PolicyOutput,
+                   time_fraction: np.ndarray) -> np.ndarray:
+  """`phi(s)` `[R, F]` float32 from the small LM's output on `R` rows and `t / T` `[R]`."""
+  f = config.features
+  rows = len(time_fraction)
+  parts = []
+  if f.hidden:
+    parts.append(np.asarray(out.features, np.float32))  # [R, d]
+  if f.confidence:
+    parts.append(np.stack([out.max_prob, out.entropy, out.margin], -1).astype(np.float32))
+  if f.time:
+    parts.append(np.asarray(time_fraction, np.float32)[:, None])  # [R, 1]
+  if not parts:
+    return np.ones((rows, 1), np.float32)
+  return np.concatenate(parts, axis=-1)
