@@ -21,7 +21,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "run folder", required=True)
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
+  logging.set_verbosity(logging.ERROR)
   train(_CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True))
 
 

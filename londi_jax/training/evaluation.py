@@ -85,7 +85,8 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
 
   Returns:
     Totals (`success_rate`, `mean_return`, `large_call_fraction`, `flops`, `steps`,
-    `max_large_calls_per_episode`, `seconds_per_step`, `device_seconds_per_step`) and
+    `max_large_calls_per_episode`, `seconds_per_step` (wall time without the LMs' compilations),
+    `device_seconds_per_step`) and
     `episodes`: per episode `seed`, `level`, `success`, `return`, `length`, `calls`; and
     `small_max_prob`, the small LM's max probability at every visited state.
   """
@@ -99,7 +100,7 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
   results: list[dict | None] = [None] * episodes
   flops = {"small": 0, "large": 0, "switcher": 0}
   steps = calls = 0
-  device_time = 0.0
+  device_time = compile_time = 0.0
   max_probs = []
 
   def start(i: int) -> None:
@@ -133,6 +134,7 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
     if small_rows.size:
       s = small([rows[j].prompt("small") for j in small_rows], [cands[j] for j in small_rows])
       device_time += s.out.device_time_s
+      compile_time += s.out.compile_time_s
       flops["small"] += int(s.row_flops.sum())
       actions[small_rows] = choose_actions(s.out.probs, n_cands[small_rows], u[small_rows], mode)
     if method.small_everywhere:
@@ -145,6 +147,7 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
       if method.large_everywhere:
         large_out = large([r.prompt("large") for r in rows], cands)
         device_time += large_out.out.device_time_s
+        compile_time += large_out.out.compile_time_s
         view.large_actions = choose_actions(large_out.out.probs, n_cands, u, mode)
       g = np.asarray(method.rule(view), np.int64) * allowed
     called = np.flatnonzero(g)
@@ -155,6 +158,7 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
       else:
         lo = large([rows[j].prompt("large") for j in called], [cands[j] for j in called])
         device_time += lo.out.device_time_s
+        compile_time += lo.out.compile_time_s
         actions[called] = choose_actions(lo.out.probs, n_cands[called], u[called], mode)
         flops["large"] += int(lo.row_flops.sum())
     flops["switcher"] += method.switcher_flops * len(rows)
@@ -168,7 +172,7 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
                             "success": bool(info["success"]), "return": row.episode_return,
                             "length": row.t, "calls": row.calls}
         start(i)
-  wall = time.perf_counter() - wall_start
+  wall = time.perf_counter() - wall_start - compile_time  # steady state: compilations excluded
   for row in slots:
     row.close()
   eps = [r for r in results if r is not None]

@@ -1,0 +1,28 @@
+"""Evaluates a trained LONDI run and every baseline on the same episodes (DESIGN.md Sec. 2.3).
+
+    python -m launch.evaluate --workdir DIR [--episodes N] [--seed S] [--checkpoint latest|best]
+
+Prints a table and writes `DIR/eval.json`: per method `success_rate`, `mean_return`,
+`large_call_fraction`, `compute_relative_to_large`, `max_large_calls_per_episode`,
+`seconds_per_step`, and every episode (seed, level, success, return, length, calls).
+"""
+
+from absl import app, flags, logging
+
+from londi_jax.training.evaluate_run import evaluate_run
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "a launch.train run folder", required=True)
+_EPISODES = flags.DEFINE_integer("episodes", None, "episodes (default: the run's eval.episodes)")
+_SEED = flags.DEFINE_integer("seed", None, "first evaluation seed (default: eval.seed)")
+_CHECKPOINT = flags.DEFINE_enum("checkpoint", None, ["latest", "best"], "which checkpoint")
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.ERROR)
+  evaluate_run(_WORKDIR.value, _EPISODES.value, _SEED.value, _CHECKPOINT.value,
+               log=lambda line: print(line, flush=True))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,111 @@
+"""Evaluating a trained run against every baseline on the same episodes (`launch.evaluate`).
+
+Methods, in order: `small_only`, `large_only`, `oracle`, then for each member (cost `c`, and the
+hard budget `n` when configured, `londi_b<n>_c<c>`): `londi_c<c>` (the greedy switcher),
+`random_c<c>` (random switching at that switcher's measured call rate) and `confidence_c<c>`
+(a threshold on the small LM's max probability, the quantile at that rate of the max
+probabilities the switcher's own episodes visited). Under a hard budget every method is held to
+it. `compute_relative_to_large` is a method's total FLOPs over the episodes divided by
+large-only's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from londi_jax.training import evaluation as ev
+from londi_jax.training import features as features_lib
+from londi_jax.training.checkpoint import CheckpointStore, load_config
+from londi_jax.training.lm import load_runners
+from londi_jax.training.members import make_members, member_seeds_and_costs
+
+
+def restore_members(config, workdir: str, feature_dim: int, which: str = "latest"):
+  """`(members, step)` of a run's checkpoint."""
+  members, _ = make_members(config, feature_dim)
+  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), members)
+  store = CheckpointStore(workdir, read_only=True)
+  try:
+    members, _, meta = store.restore(abstract, which=which)
+  finally:
+    store.close()
+  return members, int(meta["step"])
+
+
+def method_label(prefix: str, cost: float, budget: int) -> str:
+  return f"{prefix}_b{budget}_c{cost:g}" if budget > 0 and prefix == "londi" else \
+      f"{prefix}_c{cost:g}"
+
+
+def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = None,
+                 which: str | None = None, runners=None,
+                 log: Callable[[str], None] = print) -> dict:
+  """Evaluates the run in `workdir` and writes `DIR/eval.json`; returns what it writes."""
+  workdir = os.path.abspath(workdir)
+  config = load_config(workdir)
+  episodes = int(config.eval.episodes if episodes is None else episodes)
+  seed = int(config.eval.seed if seed is None else seed)
+  which = which or config.eval.checkpoint
+  small, large = runners or load_runners(config)
+  feature_dim = features_lib.feature_dim(config, small.hidden_size)
+  members, step = restore_members(config, workdir, feature_dim, which)
+  _, costs = member_seeds_and_costs(config)
+  budget = int(config.switcher.budget)
+  num_envs = min(int(config.eval.num_envs), episodes)
+  common = dict(episodes=episodes, seed=seed, num_envs=num_envs, split="test", budget=budget)
+  log(f"evaluating {workdir} ({which} checkpoint, step {step}) on {episodes} episodes, seed {seed}")
+
+  results = {}
+
+  def run(method: ev.Method) -> dict:
+    r = ev.run_method(method, small, large, config, **common)
+    r["budget"] = budget
+    results[method.name] = r
+    log(f"  {method.name:<22s} success {r['success_rate']:.3f}  calls "
+        f"{r['large_call_fraction']:.3f}  {r['seconds_per_step'] * 1e3:.1f} ms/step")
+    return r
+
+  run(ev.small_only())
+  run(ev.large_only())
+  run(ev.oracle())
+  londi = ev.make_londi_rule_builder(config, num_envs)
+  params = jax.device_get(members.learner.q_params)
+  for k, cost in enumerate(costs):
+    q = jax.tree_util.tree_map(lambda x: jnp.asarray(x[k]), params)
+    r = run(londi(q, method_label("londi", cost, budget), cost=cost, member=k))
+    rate = r["large_call_fraction"]
+    run(ev.random_at_rate(rate, seed, method_label("random", cost, budget), cost=cost, member=k))
+    threshold = ev.calibrate_threshold(r["small_max_prob"], rate)
+    run(ev.confidence_threshold(threshold, method_label("confidence", cost, budget), cost=cost,
+                                member=k))
+
+  large_flops = results["large_only"]["flops"]
+  out = {
+      "workdir": workdir, "checkpoint": {"which": which, "step": step},
+      "episodes": episodes, "seed": seed, "split": "test", "budget": budget,
+      "levels": list(config.levels), "member_costs": costs,
+      "seeds": ev.episode_seeds(seed, episodes, "test"),
+      "methods": {name: ev.summary_fields(r, large_flops) for name, r in results.items()},
+  }
+  tmp = os.path.join(workdir, "eval.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(out, f, indent=1, default=_json_default)
+  os.replace(tmp, os.path.join(workdir, "eval.json"))
+  log(ev.format_table(out["methods"]))
+  return out
+
+
+def _json_default(x):
+  if isinstance(x, (np.integer,)):
+    return int(x)
+  if isinstance(x, (np.floating,)):
+    return float(x)
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  raise TypeError(f"not JSON serialisable: {type(x)}")
