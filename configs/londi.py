@@ -28,6 +28,11 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.policies.large = ""
   c.policies.action = "sampled"  # "sampled" from the chosen policy's distribution, or "greedy"
   c.policies.temperature = 1.0
+  # Padded batch sizes of the LM calls (a call compiles once per size it meets); empty: powers
+  # of two. The large LM runs on a varying number of switched rows, so fewer sizes mean fewer
+  # compilations and more padding.
+  c.policies.batch_buckets = ()
+  c.policies.prompt_buckets = ()  # padded prompt lengths; longer prompts keep their last tokens
 
   # launch.main only: pre-train the policies first (`launch.pretrain` preset) instead of loading.
   c.pretrain = ml_collections.ConfigDict()
@@ -73,6 +78,8 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
 
   if preset == "smoke":
     c.policies.dir = ""
+    c.policies.batch_buckets = (8, 64)
+    c.policies.prompt_buckets = (128,)
     c.num_envs = 4
     c.train_steps = 40
     c.log_every = 10

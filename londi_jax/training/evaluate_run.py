@@ -5,7 +5,7 @@ hard budget `n` when configured, `londi_b<n>_c<c>`): `londi_c<c>` (the greedy sw
 `random_c<c>` (random switching at that switcher's measured call rate) and `confidence_c<c>`
 (a threshold on the small LM's max probability, the quantile at that rate of the max
 probabilities the switcher's own episodes visited). Under a hard budget every method is held to
-it. `compute_relative_to_large` is a method's total FLOPs over the episodes divided by
+it, except the references (small-only, large-only) and the oracle bound. `compute_relative_to_large` is a method's total FLOPs over the episodes divided by
 large-only's.
 """
 
@@ -65,7 +65,7 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
 
   def run(method: ev.Method) -> dict:
     r = ev.run_method(method, small, large, config, **common)
-    r["budget"] = budget
+    r["budget"] = budget if method.budgeted else 0
     results[method.name] = r
     log(f"  {method.name:<22s} success {r['success_rate']:.3f}  calls "
         f"{r['large_call_fraction']:.3f}  {r['seconds_per_step'] * 1e3:.1f} ms/step")

@@ -63,6 +63,7 @@ class Method:
     small_everywhere: whether the method runs the small LM on every step (else only on g = 0).
     large_everywhere: whether the rule needs the large LM's choice on every row (oracle).
     switcher_flops: FLOPs of the switcher per step (LONDI only).
+    budgeted: whether a hard budget holds the method (not the references and the oracle bound).
     info: extra fields for the result (cost, member, threshold, ...).
   """
 
@@ -71,6 +72,7 @@ class Method:
   small_everywhere: bool = True
   large_everywhere: bool = False
   switcher_flops: int = 0
+  budgeted: bool = True
   info: dict = dataclasses.field(default_factory=dict)
 
 
@@ -81,7 +83,8 @@ def episode_seeds(seed: int, episodes: int, split: str = "test") -> list[int]:
 
 def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, episodes: int,
                seed: int, num_envs: int, split: str = "test", budget: int = 0) -> dict:
-  """Plays `episodes` episodes with one switching rule.
+  """Plays `episodes` episodes with one switching rule, under a hard budget of `budget` large
+  calls per episode (0: none) when the method is `budgeted`.
 
   Returns:
     Totals (`success_rate`, `mean_return`, `large_call_fraction`, `flops`, `steps`,
@@ -102,6 +105,7 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
   steps = calls = 0
   device_time = compile_time = 0.0
   max_probs = []
+  budget = budget if method.budgeted else 0
 
   def start(i: int) -> None:
     live[i] = None
@@ -197,18 +201,19 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
 
 
 def small_only() -> Method:
-  return Method("small_only", lambda v: np.zeros(len(v.t), np.int64))
+  return Method("small_only", lambda v: np.zeros(len(v.t), np.int64), budgeted=False)
 
 
 def large_only() -> Method:
-  return Method("large_only", lambda v: np.ones(len(v.t), np.int64), small_everywhere=False)
+  return Method("large_only", lambda v: np.ones(len(v.t), np.int64), small_everywhere=False,
+                budgeted=False)
 
 
 def oracle() -> Method:
   """Calls the large LM exactly where the two policies' actions differ (under the same random
   numbers, so elsewhere the call would change nothing)."""
   return Method("oracle", lambda v: (v.small_actions != v.large_actions).astype(np.int64),
-                large_everywhere=True)
+                large_everywhere=True, budgeted=False)
 
 
 def random_at_rate(rate: float, seed: int, name: str = "random", **info) -> Method:

@@ -19,7 +19,7 @@ import numpy as np
 
 from londi_jax.envs.prompts import PromptConfig
 from londi_jax.policies import flops as flops_lib
-from londi_jax.policies.policy import Policy, PolicyOutput
+from londi_jax.policies.policy import Buckets, Policy, PolicyOutput
 from londi_jax.policies.store import load_policy
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -95,8 +95,12 @@ class LMRunner:
 def load_runners(config: ml_collections.ConfigDict) -> tuple[LMRunner, LMRunner]:
   """The small and the large policy of `config.policies`."""
   runners = []
+  sizes = {"batch": tuple(int(b) for b in config.policies.batch_buckets),
+           "prompt": tuple(int(b) for b in config.policies.prompt_buckets)}
+  kwargs = {"buckets": dataclasses.replace(Buckets(), **{k: v for k, v in sizes.items() if v})}
   for name in ("small", "large"):
-    policy = load_policy(policy_folder(config, name), temperature=config.policies.temperature)
+    policy = load_policy(policy_folder(config, name), temperature=config.policies.temperature,
+                         **kwargs)
     runners.append(LMRunner(policy, name))
   return runners[0], runners[1]
 

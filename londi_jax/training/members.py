@@ -123,7 +123,7 @@ def make_members(config: ml_collections.ConfigDict, feature_dim: int):
   and the jitted, member-`vmap`ped step that donates the state it replaces."""
   init, step = make_member_fns(config, feature_dim)
   seeds, costs = member_seeds_and_costs(config)
-  members = jax.vmap(init)(jnp.asarray(seeds, jnp.int32), jnp.asarray(costs, jnp.float32))
+  members = jax.jit(jax.vmap(init))(jnp.asarray(seeds, jnp.int32), jnp.asarray(costs, jnp.float32))
   return members, jax.jit(jax.vmap(step), donate_argnums=0)
 
 

@@ -1,0 +1,158 @@
+"""LONDI training loop: resume after an interruption, config checks, checkpoint errors, and no
+recompilation in steady state. Policies are tiny untrained decoders (`training.fakes`)."""
+
+import json
+import os
+import shutil
+
+from absl import flags
+import jax
+import numpy as np
+import pytest
+from ml_collections import config_flags
+
+from configs import londi
+from londi_jax.training import loop
+from londi_jax.training.checkpoint import CheckpointError, CheckpointStore, read_raw
+from londi_jax.training.evaluate_run import evaluate_run
+from londi_jax.training.fakes import make_tiny_policies
+from londi_jax.training.inspect_run import inspect_run
+from londi_jax.training.lm import load_runners
+from londi_jax.training.metrics import read_metrics
+
+TIMING = ("time", "steps_per_s")
+
+
+@pytest.fixture(scope="module")
+def policies(tmp_path_factory):
+  return make_tiny_policies(str(tmp_path_factory.mktemp("policies")))
+
+
+def smoke_config(policies, **changes):
+  c = londi.get_config("babyai_text:smoke")
+  c.policies.dir = policies
+  c.train_steps = 24
+  c.log_every = 4
+  c.checkpoint_every = 8
+  c.member_costs = (0.01, 0.2)
+  for k, v in changes.items():
+    c[k] = v
+  return c
+
+
+def quiet(line):
+  del line
+
+
+def without_timing(records):
+  return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+@pytest.fixture(scope="module")
+def runs(policies, tmp_path_factory):
+  """An uninterrupted run and one killed after step 14 (past the checkpoint at step 8, with
+  metrics written beyond it) and then resumed by the same call."""
+  root = tmp_path_factory.mktemp("runs")
+  config = smoke_config(policies)
+  runners = load_runners(config)
+  straight, resumed = str(root / "straight"), str(root / "resumed")
+  trainer = loop.Trainer(config, straight, runners=runners, log=quiet)
+  trainer.run()
+  step_fn_compilations = trainer.step_fn._cache_size()
+  trainer.close()
+  # The policies carry no state between calls (actions come from common random numbers), so the
+  # "new process" may share them, and their compilations.
+  with pytest.raises(loop.Interrupted):
+    loop.train(config, resumed, log=quiet, stop_after=14, runners=runners)
+  killed_records = read_metrics(os.path.join(resumed, "metrics.jsonl"))
+  loop.train(config, resumed, log=quiet, runners=runners)
+  return dict(config=config, straight=straight, resumed=resumed, killed=killed_records,
+              compilations=step_fn_compilations, runners=runners)
+
+
+def test_resume_after_interruption_gives_identical_metrics_and_state(runs):
+  assert max(r["step"] for r in runs["killed"]) == 12  # logged past the checkpoint at 8
+  a = read_metrics(os.path.join(runs["straight"], "metrics.jsonl"))
+  b = read_metrics(os.path.join(runs["resumed"], "metrics.jsonl"))
+  assert [r["step"] for r in a] == [4, 8, 12, 16, 20, 24]
+  assert without_timing(a) == without_timing(b)
+  sa, sb = read_raw(runs["straight"])[2], read_raw(runs["resumed"])[2]
+  leaves_a, leaves_b = jax.tree_util.tree_leaves(sa), jax.tree_util.tree_leaves(sb)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_metrics_records_are_complete(runs):
+  records = read_metrics(os.path.join(runs["straight"], "metrics.jsonl"))
+  last = records[-1]
+  assert last["kind"] == "train" and last["env_steps"] == 24 * 2 * 4
+  for member, cost in zip(last["members"], (0.01, 0.2)):
+    assert member["cost"] == cost
+    for key in ("call_rate", "greedy_call_rate", "lagrange", "loss", "epsilon", "success_rate"):
+      assert key in member
+    assert 0.0 <= member["call_rate"] <= 1.0
+  with open(os.path.join(runs["straight"], "config.json")) as f:
+    assert json.load(f)["config"]["member_costs"] == [0.01, 0.2]
+
+
+def test_member_step_compiles_once(runs):
+  assert runs["compilations"] == 1
+
+
+def test_workdir_with_a_different_config_is_refused(runs, policies):
+  config = smoke_config(policies, member_costs=(0.01, 0.3))
+  with pytest.raises(ValueError, match="different config.*member_costs"):
+    loop.Trainer(config, runs["straight"], runners=runs["runners"], log=quiet)
+
+
+def test_rerun_of_a_finished_run_does_nothing(runs):
+  before = read_metrics(os.path.join(runs["straight"], "metrics.jsonl"))
+  assert loop.train(runs["config"], runs["straight"], log=quiet, runners=runs["runners"]) is None
+  assert read_metrics(os.path.join(runs["straight"], "metrics.jsonl")) == before
+
+
+def test_unknown_config_field_fails_clearly():
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", "configs/londi.py:babyai_text:smoke",
+                                  flag_values=values, lock_config=True)
+  with pytest.raises(flags.UnrecognizedFlagError, match="config.switcher.no_such_field"):
+    values(["prog", "--config.switcher.no_such_field=1"])
+  with pytest.raises(ValueError, match="unknown preset"):
+    londi.get_config("babyai_text:huge")
+
+
+def test_missing_checkpoint_is_a_clear_error(runs, tmp_path):
+  empty = str(tmp_path / "empty")
+  os.makedirs(empty)
+  with pytest.raises(CheckpointError, match="no run"):
+    evaluate_run(empty, log=quiet, runners=runs["runners"])
+  shutil.copy(os.path.join(runs["straight"], "config.json"), empty)
+  with pytest.raises(CheckpointError, match="no latest checkpoint"):
+    evaluate_run(empty, log=quiet, runners=runs["runners"])
+  with pytest.raises(CheckpointError, match="no checkpoints"):
+    inspect_run(empty)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(runs, tmp_path):
+  broken = str(tmp_path / "broken")
+  shutil.copytree(runs["straight"], broken)
+  step = CheckpointStore(broken, read_only=True).latest_step()
+  state_dir = os.path.join(broken, "checkpoints", str(step), "state")
+  for root, _, files in os.walk(state_dir):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"\x00garbage")
+  with pytest.raises(CheckpointError, match="unreadable"):
+    evaluate_run(broken, log=quiet, runners=runs["runners"])
+  with pytest.raises(CheckpointError, match="unreadable"):
+    inspect_run(broken)
+
+
+def test_inspect_reads_the_checkpoint(runs):
+  text = inspect_run(runs["straight"])
+  assert "step 24" in text
+  assert "Dense_0/kernel: float32[2, " in text  # two members
+  assert "0.01" in text and "0.2" in text
+  assert '"member_costs"' in text
+  assert "latest metrics" in text and '"step": 24' in text
