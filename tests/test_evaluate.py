@@ -1,0 +1,107 @@
+"""launch.evaluate: every method on the same episodes, eval.json consistent with its own episode
+records, references exact, and the hard budget never exceeded."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import londi
+from londi_jax.training import loop
+from londi_jax.training.evaluate_run import evaluate_run
+from londi_jax.training.fakes import make_tiny_policies
+from londi_jax.training.lm import load_runners
+
+BUDGET = 2
+EPISODES = 6
+SEED = 3
+FIELDS = ("success_rate", "mean_return", "large_call_fraction", "compute_relative_to_large",
+          "max_large_calls_per_episode", "seconds_per_step", "episodes", "flops")
+
+
+def quiet(line):
+  del line
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+  """A smoke run under a hard budget of 2 calls per episode; member 0 has a negative price, so
+  calling is rewarded and only the budget keeps it from calling on every step."""
+  policies = make_tiny_policies(str(tmp_path_factory.mktemp("policies")))
+  config = londi.get_config("babyai_text:smoke")
+  config.policies.dir = policies
+  config.train_steps = 16
+  config.log_every = 8
+  config.checkpoint_every = 16
+  config.member_costs = (-0.5, 0.5)
+  config.switcher.budget = BUDGET
+  config.eval.num_envs = 4
+  workdir = str(tmp_path_factory.mktemp("run"))
+  runners = load_runners(config)
+  loop.train(config, workdir, log=quiet, runners=runners)
+  out = evaluate_run(workdir, episodes=EPISODES, seed=SEED, runners=runners, log=quiet)
+  with open(os.path.join(workdir, "eval.json")) as f:
+    saved = json.load(f)
+  return out, saved
+
+
+def test_eval_json_is_written_with_every_method(result):
+  out, saved = result
+  names = set(saved["methods"])
+  assert {"small_only", "large_only", "oracle"} <= names
+  for c in ("-0.5", "0.5"):
+    assert {f"londi_b{BUDGET}_c{c}", f"random_c{c}", f"confidence_c{c}"} <= names
+  for m in saved["methods"].values():
+    for field in FIELDS:
+      assert field in m
+  assert saved["seeds"] == out["seeds"]
+
+
+def test_all_methods_play_identical_seeds(result):
+  _, saved = result
+  # `test` split seeds start at 2,000,000 (babyai_demos.SPLIT_SEED_OFFSETS), one per episode.
+  expected = [2_000_000 + SEED + k for k in range(EPISODES)]
+  assert saved["seeds"] == expected
+  for name, m in saved["methods"].items():
+    assert sorted(e["seed"] for e in m["episodes"]) == expected, name
+    levels = {e["seed"]: e["level"] for e in m["episodes"]}
+    assert [levels[s] for s in expected] == [
+        saved["levels"][k % len(saved["levels"])] for k in range(EPISODES)]
+
+
+def test_fields_agree_with_the_episode_records(result):
+  _, saved = result
+  for name, m in saved["methods"].items():
+    eps = m["episodes"]
+    assert m["success_rate"] == pytest.approx(np.mean([e["success"] for e in eps])), name
+    assert m["mean_return"] == pytest.approx(np.mean([e["return"] for e in eps])), name
+    calls, steps = sum(e["calls"] for e in eps), sum(e["length"] for e in eps)
+    assert m["large_call_fraction"] == pytest.approx(calls / steps), name
+    assert m["max_large_calls_per_episode"] == max(e["calls"] for e in eps), name
+    assert m["flops"] == sum(m["flops_by_model"].values())
+
+
+def test_references_are_exact(result):
+  _, saved = result
+  small, large = saved["methods"]["small_only"], saved["methods"]["large_only"]
+  assert small["large_call_fraction"] == 0.0 and small["flops_by_model"]["large"] == 0
+  assert large["large_call_fraction"] == 1.0
+  assert large["compute_relative_to_large"] == 1.0
+  assert large["flops_by_model"]["small"] == 0
+  # The small policy is the cheaper model, so small-only costs less than large-only.
+  assert 0 < small["compute_relative_to_large"] < 1
+  for m in saved["methods"].values():
+    assert m["compute_relative_to_large"] == pytest.approx(m["flops"] / large["flops"])
+
+
+def test_hard_budget_is_never_exceeded(result):
+  _, saved = result
+  budgeted = [n for n in saved["methods"] if n.split("_")[0] in ("londi", "random", "confidence")]
+  assert len(budgeted) == 6
+  for name in budgeted:
+    m = saved["methods"][name]
+    assert max(e["calls"] for e in m["episodes"]) <= BUDGET, name
+  # The member paid to call uses its whole budget in every episode long enough to allow it.
+  eager = saved["methods"][f"londi_b{BUDGET}_c-0.5"]
+  assert all(e["calls"] == min(BUDGET, e["length"]) for e in eager["episodes"])
