@@ -57,10 +57,11 @@ def get_config(preset: str = "babyai_text") -> ml_collections.ConfigDict:
   c.eval.num_envs = 50
 
   if preset == "smoke":
-    c.demos.episodes_per_level = 12
+    c.demos.episodes_per_level = 8
     c.demos.val_fraction = 0.2
-    c.policies.small = _policy(_model(1, 32, 2, 1, 64), 1, 0, False, steps=120, lr=1e-2)
-    c.policies.large = _policy(_model(1, 32, 2, 1, 64), 2, 1, True, steps=120, lr=1e-2)
+    c.length_buckets = ()
+    c.policies.small = _policy(_model(1, 32, 2, 1, 64), 1, 0, False, steps=80, lr=1e-2)
+    c.policies.large = _policy(_model(1, 32, 2, 1, 64), 2, 1, True, steps=80, lr=1e-2)
     for p in (c.policies.small, c.policies.large):
       p.batch_size = 32
       p.warmup = 10

@@ -38,7 +38,7 @@ from londi_jax.policies import bc
 from londi_jax.policies.checkpoint import load_pretrained
 from londi_jax.policies.config import DecoderConfig
 from londi_jax.policies.model import Decoder, init_params
-from londi_jax.policies.policy import Policy
+from londi_jax.policies.policy import Buckets, Policy
 from londi_jax.policies.rollout import evaluate_policy
 from londi_jax.policies.store import save_policy
 from londi_jax.policies.tokenizer import Tokenizer, build_word_tokenizer
@@ -177,7 +177,7 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
   log(f"{name}: saved to {folder} (train acc {meta['train_accuracy']:.3f}, val acc "
       f"{meta['val_accuracy']:.3f})")
   return Policy(model, state.params, tokenizer, temperature=config.eval.temperature,
-                seed=config.seed, meta=meta)
+                seed=config.seed, meta=meta, buckets=Buckets(batch=(config.eval.num_envs,)))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
