@@ -55,16 +55,33 @@ def vocabulary(episodes: int = 40, steps: int = 30, seed: int = 0) -> list[str]:
   return texts
 
 
-def make_tiny_policies(folder: str, seed: int = 0) -> str:
-  """Writes `folder/small` and `folder/large`; returns `folder`."""
+def pretrain_sizes(preset: str) -> dict:
+  """The model sizes and prompts of a `configs/pretrain.py` preset, in this module's format."""
+  from configs import pretrain  # the project root is on the path wherever `configs` is
+
+  c = pretrain.get_config(preset)
+  sizes = {}
+  for name in ("small", "large"):
+    m = c.policies[name].model
+    sizes[name] = dict(hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+                       num_layers=m.num_layers, num_heads=m.num_heads, num_kv_heads=m.num_kv_heads)
+  prompts = {name: PromptConfig(**c.policies[name].prompt.to_dict()) for name in sizes}
+  return {"sizes": sizes, "prompts": prompts}
+
+
+def make_tiny_policies(folder: str, seed: int = 0, sizes: dict | None = None,
+                       prompts: dict | None = None) -> str:
+  """Writes `folder/small` and `folder/large` (of `SIZES` and `PROMPTS` unless given); returns
+  `folder`."""
+  sizes, prompts = sizes or SIZES, prompts or PROMPTS
   tokenizer = build_word_tokenizer(vocabulary(seed=seed))
   for k, name in enumerate(("small", "large")):
-    s = SIZES[name]
+    s = sizes[name]
     config = DecoderConfig(vocab_size=-(-tokenizer.vocab_size // 8) * 8,
                            head_dim=s["hidden_size"] // s["num_heads"], tie_word_embeddings=True,
                            **s)
     params = init_params(config, jax.random.fold_in(jax.random.key(seed), k))
     save_policy(os.path.join(folder, name), config, params, tokenizer,
-                meta={"name": name, "prompt": dataclasses.asdict(PROMPTS[name]), "levels": list(LEVELS),
+                meta={"name": name, "prompt": dataclasses.asdict(prompts[name]), "levels": list(LEVELS),
                       "untrained": True})
   return folder

@@ -18,7 +18,7 @@ run interrupted and resumed replays exactly the same episodes and ends with the 
 
 from __future__ import annotations
 
-import json
+import collections
 import os
 import time
 from typing import Callable
@@ -82,6 +82,9 @@ class Trainer:
     self.discount = np.zeros(num_rows, np.float32)  # [R]
     self.rate_avg = np.zeros(self.num_members)  # [M] average greedy call rate
     self.length_avg = np.full(self.num_members, np.nan)  # [M] average episode length
+    # Wall time of `act` by part (seconds): the LMs' device time, the member step (switcher,
+    # replay, updates), the environments, LM compilations, and the total; see bench/loop.py.
+    self.timings = collections.Counter()
     self._window_reset()
     self._restore_or_start()
 
@@ -126,17 +129,23 @@ class Trainer:
     """One acting step on every row (see the module docstring)."""
     cfg, rows = self.config, self.rows.rows
     m, b = self.num_members, self.num_envs
+    clock = self.timings
+    start = time.perf_counter()
     cands = [row.obs.valid_actions for row in rows]
     n_cands = np.array([len(c) for c in cands])
     s = self.small([row.prompt("small") for row in rows], cands)
+    clock["small_lm"] += s.out.device_time_s
+    clock["compile"] += s.out.compile_time_s
     phi = features_lib.build_features(cfg, s.out, np.array([row.time_fraction for row in rows]))
     measured = self.rate_avg.copy()
     if cfg.switcher.lagrangian.measure == "calls_per_episode":
       measured = measured * np.nan_to_num(self.length_avg, nan=0.0)
+    tick = time.perf_counter()
     self.members, g, greedy, self._step_metrics = self.step_fn(
         self.members, phi.reshape(m, b, -1), self.remaining.reshape(m, b).astype(np.int32),
         self.reward.reshape(m, b), self.discount.reshape(m, b), measured.astype(np.float32))
     g, greedy = np.asarray(g).reshape(-1), np.asarray(greedy).reshape(-1)  # [R]
+    clock["update"] += time.perf_counter() - tick
     ep_seeds = np.array([row.seed for row in rows], np.int64)
     t = np.array([row.t for row in rows], np.int64)
     u = crn_uniform(int(cfg.seed), ep_seeds, t)
@@ -146,6 +155,9 @@ class Trainer:
       lo = self.large([rows[i].prompt("large") for i in called], [cands[i] for i in called])
       actions[called] = choose_actions(lo.out.probs, n_cands[called], u[called],
                                        cfg.policies.action)
+      clock["large_lm"] += lo.out.device_time_s
+      clock["compile"] += lo.out.compile_time_s
+    tick = time.perf_counter()
     for i, row in enumerate(rows):
       reward, done, info = row.step(cands[i][actions[i]], int(g[i]))
       self.reward[i] = reward
@@ -161,6 +173,7 @@ class Trainer:
             MEASURE_DECAY * avg + (1 - MEASURE_DECAY) * row.t)
         self.rows.next_episode(i)
         self.remaining[i] = self.budget
+    clock["envs"] += time.perf_counter() - tick
     greedy_rate = greedy.reshape(m, b).mean(-1)
     self.rate_avg = MEASURE_DECAY * self.rate_avg + (1 - MEASURE_DECAY) * greedy_rate
     self.window["steps"] += 1
@@ -169,6 +182,7 @@ class Trainer:
     self.step += 1
     if (self.step - 1) % int(cfg.switcher.train_every) == 0:
       self._train_metrics = self._step_metrics
+    clock["total"] += time.perf_counter() - start
 
   # -- logging, evaluation, checkpoints ------------------------------------------------------
 

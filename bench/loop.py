@@ -1,0 +1,79 @@
+"""Where a LONDI training step's wall time goes: environments, small LM, large LM, the member
+step (switcher, replay write, updates), and everything else (prompts, tokenising, padding,
+bookkeeping). Goal: "elsewhere" under 15%.
+
+    python bench/loop.py [--policies DIR] [--sizes babyai_text] [--members 3] [--num_envs 16] \
+        [--warmup 100] [--steps 200]
+
+Without `--policies`, untrained policies of the `configs/pretrain.py` preset `--sizes` are written
+to a temporary folder (the same FLOPs and prompt lengths as trained ones of that preset). The
+LMs' shares are their device time (dispatch to `block_until_ready`); compilations are excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import londi  # noqa: E402
+from londi_jax.training.fakes import make_tiny_policies, pretrain_sizes  # noqa: E402
+from londi_jax.training.loop import Trainer  # noqa: E402
+
+PARTS = ("envs", "small_lm", "large_lm", "update")
+
+
+def shares(timings) -> dict:
+  """Fractions of the steady-state step time (compilations removed) by part, and `elsewhere`."""
+  total = timings["total"] - timings["compile"]
+  out = {p: timings[p] / total for p in PARTS}
+  out["elsewhere"] = 1.0 - sum(out.values())
+  return out
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--policies", default="", help="folder with small/ and large/")
+  parser.add_argument("--sizes", default="babyai_text", help="configs/pretrain.py preset")
+  parser.add_argument("--members", type=int, default=3)
+  parser.add_argument("--num_envs", type=int, default=16)
+  parser.add_argument("--warmup", type=int, default=100)
+  parser.add_argument("--steps", type=int, default=200)
+  args = parser.parse_args()
+
+  with tempfile.TemporaryDirectory() as tmp:
+    policies = args.policies
+    if not policies:
+      policies = make_tiny_policies(os.path.join(tmp, "policies"), **pretrain_sizes(args.sizes))
+    config = londi.get_config("babyai_text")
+    config.policies.dir = policies
+    config.member_costs = tuple(0.01 * (k + 1) for k in range(args.members))
+    config.num_envs = args.num_envs
+    config.train_steps = args.warmup + args.steps
+    config.switcher.min_replay = min(config.switcher.min_replay, args.num_envs * args.warmup // 2)
+    trainer = Trainer(config, os.path.join(tmp, "run"), log=None)
+    for _ in range(args.warmup):
+      trainer.act()
+    trainer.timings.clear()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+      trainer.act()
+    wall = time.perf_counter() - start
+    trainer.close()
+  t = trainer.timings
+  rows = args.members * args.num_envs
+  print(f"{args.steps} steps of {args.members} members x {args.num_envs} rows ({rows} rows), "
+        f"policies {'from ' + args.policies if args.policies else args.sizes + ' sizes (untrained)'}")
+  print(f"{args.steps / wall:.2f} steps/s, {args.steps * rows / wall:.0f} env steps/s, "
+        f"{(t['total'] - t['compile']) / args.steps * 1e3:.1f} ms/step "
+        f"(compilations during the timed steps: {t['compile']:.1f} s, excluded)")
+  for part, share in shares(t).items():
+    print(f"  {part:<10s} {share:6.1%}")
+
+
+if __name__ == "__main__":
+  main()
