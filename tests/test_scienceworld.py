@@ -79,7 +79,8 @@ def test_candidates_are_stable_and_cover_the_gold_path(task, request):
   obs, info = again, {}
   for gold in _gold(env):
     assert obs.valid_actions and list(obs.valid_actions) == sorted(set(obs.valid_actions))
-    match = scienceworld_candidates.match_gold(gold, env.candidates, env.referents())
+    match = scienceworld_candidates.match_gold(gold, env.candidates, env.referents(),
+                                               env.parents())
     assert match is not None, f"no candidate for gold action {gold!r}"
     assert match.text in obs.valid_actions
     obs, _, done, info = env.step(match.text)

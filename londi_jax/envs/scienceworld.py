@@ -22,6 +22,7 @@ import contextlib
 import functools
 import logging
 import random
+import subprocess
 import weakref
 from typing import Any
 
@@ -31,6 +32,7 @@ from londi_jax.envs.workers import EnvCrashed
 
 _LOG = logging.getLogger(__name__)
 _AMBIGUOUS = "Ambiguous request"
+_JVM_EXIT_WAIT_S = 2.0
 SPLITS = ("train", "dev", "test")
 _LIVE: "weakref.WeakSet[ScienceWorld]" = weakref.WeakSet()
 
@@ -245,9 +247,14 @@ class ScienceWorld:
     try:
       yield
     except Py4JError as e:
-      code = self._sim._gateway.java_process.poll() if self._sim is not None else None
-      if code is None:
+      if self._sim is None:
         raise
+      process = self._sim._gateway.java_process
+      try:
+        # A killed JVM drops its socket a moment before its exit can be collected.
+        code = process.wait(timeout=_JVM_EXIT_WAIT_S)
+      except subprocess.TimeoutExpired:
+        raise e from None
       raise EnvCrashed(f"the ScienceWorld JVM exited with code {code}: {e}") from e
 
   def _send(self, action: str) -> tuple[str, int, bool, bool]:
@@ -278,6 +285,17 @@ class ScienceWorld:
   def candidates(self) -> tuple[scienceworld_candidates.Candidate, ...]:
     """The current candidates with their templates and object ids."""
     return self._candidates
+
+  def parents(self) -> dict[int, int]:
+    """Object id -> the id of what holds it, in the current state (from the object tree)."""
+    found: dict[int, int] = {}
+    stack = [self.simulator.getObjectTree()]
+    while stack:
+      node = stack.pop()
+      for child in (node.get("contents") or {}).values():
+        found[int(child["uuid"])] = int(node["uuid"])
+        stack.append(child)
+    return found
 
   def referents(self) -> dict[int, list[str]]:
     """Object id -> every referent the simulator accepts for it, in the current state."""

@@ -7,17 +7,20 @@ Gold paths use other surface forms for the same actions (`examine X` for `look a
 for `put down X`, `thermometer in inventory` for `thermometer`, `open door to kitchen` when the
 `easy` preset has opened the doors already), so read literally about half of them are missing.
 
-`build_candidates` turns the simulator's list into the policies' candidate list: it keeps the
-actions that can help a task, drops those that only waste the policy's scoring (moving or pouring
-things into rooms or the agent, acting on rooms or the agent, `reset task`), adds `open D` beside
-`close D` for every door, and sorts the result. `match_gold` finds, for a gold action, the
-candidate with the same template and the same objects (resolved through the objects' referents),
+`build_candidates` turns the simulator's list into the policies' candidate list: it drops the
+actions that only cost the policy scoring time (carrying rooms, doors or the agent, or carrying
+things into them; pouring or dunking what is not a vessel; acting on rooms, doors or the agent
+other than by walking, opening, closing or looking; `reset task`), adds each listed action's twin
+(`open D` beside `close D`, `pick up X` beside `put down X`, `activate X` beside `deactivate X`
+and back), and sorts the result. `match_gold` finds, for a gold action, the candidate with the
+same template and the same objects (resolved through the objects' referents and containers),
 which is how gold-path coverage is measured and how demonstrations are labelled.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Iterable, Mapping, Sequence
 
 # Template ids of the simulator's action templates.
@@ -49,6 +52,7 @@ _POUR_JOINERS = (" into ", " in ")
 # `X in Y`, `X on Y`: the object X, qualified by what holds it (a lone `door` by where it goes).
 _QUALIFIERS = (" in ", " on ")
 _DOOR_QUALIFIER = " to "
+_TERMINAL = re.compile(r"(.+) terminal \d+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,31 +140,62 @@ def _door_aliases(name: str) -> tuple[str, ...]:
   return ()
 
 
-def _rank(phrase: str, name: str, referents: Sequence[str]) -> int | None:
+@dataclasses.dataclass(frozen=True)
+class _World:
+  """What gold phrases are resolved against: names, referents and containers of objects."""
+
+  names: Mapping[int, str]
+  referents: Mapping[int, Sequence[str]]
+  parents: Mapping[int, int]
+
+  def words(self, obj: int) -> tuple[str, ...]:
+    name = self.names.get(obj)
+    listed = (name, *_door_aliases(name)) if name else ()
+    return (*listed, *self.referents.get(obj, ()))
+
+  def held_by(self, obj: int, where: str) -> bool:
+    """Whether `where` names a container (at any depth) of `obj`."""
+    seen = set()
+    while obj in self.parents and obj not in seen:
+      seen.add(obj)
+      obj = self.parents[obj]
+      if where in self.words(obj):
+        return True
+    return False
+
+
+def _rank(phrase: str, obj: int, world: _World) -> int | None:
   """How closely a phrase names an object (0: its listed name; None: not at all).
 
   Args:
     phrase: a gold action's object phrase (`thermometer in inventory`).
-    name: the object's name in the candidate list (`thermometer`).
-    referents: the other words the simulator accepts for it.
+    obj: the object's id.
+    world: the objects' names, referents and containers.
   """
+  name = world.names[obj]
   if phrase == name:
     return 0
-  words = (name, *referents, *_door_aliases(name))
+  words = world.words(obj)
   if phrase in words:
     return 1
+  terminal = _TERMINAL.fullmatch(phrase)
+  # `connect X terminal 1 to ...`: connecting X itself takes its first free terminal.
+  best = 3 if terminal and terminal.group(1) in words else None
   for word in words:
     qualifiers = _QUALIFIERS + ((_DOOR_QUALIFIER,) if word == "door" else ())
     for qualifier in qualifiers:
       if phrase.startswith(word + qualifier):
         where = phrase[len(word) + len(qualifier):]
-        # Closer when the listed name carries the same container (or it is carried).
-        return 2 if name.endswith(qualifier + where) or where == "inventory" else 3
-  return None
+        # Closer when the qualifier names what holds the object.
+        held = world.held_by(obj, where) or name.endswith(qualifier + where)
+        rank = 2 if held else 3
+        best = rank if best is None else min(best, rank)
+  return best
 
 
 def match_gold(action: str, candidates: Sequence[Candidate],
-               referents: Mapping[int, Sequence[str]]) -> Candidate | None:
+               referents: Mapping[int, Sequence[str]],
+               parents: Mapping[int, int] | None = None) -> Candidate | None:
   """The candidate that does what a gold-path action does, or None when none does.
 
   Args:
@@ -168,6 +203,8 @@ def match_gold(action: str, candidates: Sequence[Candidate],
     candidates: the current candidates (from `build_candidates`).
     referents: object id -> every referent the simulator accepts for it (from
       `get_all_object_ids_types_referents_LUTJSON()`).
+    parents: object id -> the id of the object that holds it (from the object tree), which
+      tells `apple seed in seed jar` from an apple seed in a flower pot.
 
   Returns:
     The candidate with the same template whose objects the gold action's phrases name, the
@@ -179,35 +216,33 @@ def match_gold(action: str, candidates: Sequence[Candidate],
   for gold, listed in _VERB_ALIASES:
     if action.startswith(gold):
       action = listed + action[len(gold):]
-  names = object_names(candidates)
+  world = _World(object_names(candidates), referents, parents or {})
   best, best_rank = None, None
   for cand in candidates:
-    rank = _match_rank(action, cand, names, referents)
+    rank = _match_rank(action, cand, world)
     if rank is not None and (best_rank is None or rank < best_rank):
       best, best_rank = cand, rank
   return best
 
 
-def _match_rank(action: str, cand: Candidate, names: Mapping[int, str],
-                referents: Mapping[int, Sequence[str]]) -> int | None:
+def _match_rank(action: str, cand: Candidate, world: _World) -> int | None:
   """How closely `action` names `cand`'s objects under `cand`'s verb (None: it does not)."""
-  slots = [names.get(obj) for obj in cand.obj_ids]
+  slots = [world.names.get(obj) for obj in cand.obj_ids]
   if not cand.obj_ids or None in slots:
     return 0 if action == cand.text else None
   verb = cand.text[:cand.text.index(slots[0])] if cand.text.find(slots[0]) > 0 else None
   if verb is None or not action.startswith(verb):
     return None
   rest = action[len(verb):]
-  words = [referents.get(obj, ()) for obj in cand.obj_ids]
   if len(slots) == 1:
-    return _rank(rest, slots[0], words[0])
+    return _rank(rest, cand.obj_ids[0], world)
   joiner = cand.text[len(verb) + len(slots[0]):cand.text.rindex(slots[1])]
   best = None
   for joiner_word in _POUR_JOINERS if cand.template_id == POUR else (joiner,):
     start = rest.find(joiner_word)
     while start > 0:
       first, second = rest[:start], rest[start + len(joiner_word):]
-      r1, r2 = _rank(first, slots[0], words[0]), _rank(second, slots[1], words[1])
+      r1, r2 = _rank(first, cand.obj_ids[0], world), _rank(second, cand.obj_ids[1], world)
       if r1 is not None and r2 is not None and (best is None or r1 + r2 < best):
         best = r1 + r2
       start = rest.find(joiner_word, start + 1)

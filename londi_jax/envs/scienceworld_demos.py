@@ -49,7 +49,8 @@ def play_gold(env, seed: int, config: PromptConfig = PromptConfig()
   steps, uncovered, sizes = [], [], []
   info = {"success": False, "score": 0}
   for gold_action in gold:
-    match = scienceworld_candidates.match_gold(gold_action, env.candidates, env.referents())
+    match = scienceworld_candidates.match_gold(gold_action, env.candidates, env.referents(),
+                                               env.parents())
     action = match.text if match else gold_action
     if match is None:
       uncovered.append(gold_action)
