@@ -54,7 +54,9 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.log_every = 100
   c.checkpoint_every = 500  # a multiple of log_every
   c.keep_checkpoints = 3
-  c.eval_every = 0  # periodic greedy evaluation (a multiple of log_every); 0 = at the end only
+  # Periodic greedy evaluation of every member (a multiple of log_every; 0 = none); its score
+  # (return minus the price of the calls, averaged over members) picks the best checkpoint.
+  c.eval_every = 1000
   c.eval_episodes = 32  # episodes of each periodic evaluation, per member
 
   c.eval = ml_collections.ConfigDict()  # launch.evaluate
@@ -62,6 +64,7 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.eval.seed = 0
   c.eval.num_envs = 64  # episodes in flight
   c.eval.checkpoint = "latest"  # or "best"
+  c.eval.calibration_rounds = 1  # re-calibrations of the confidence threshold to LONDI's rate
 
   c.switcher = switcher_config()
   c.switcher.cost = c.get_ref("cost")
@@ -84,6 +87,7 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
     c.train_steps = 40
     c.log_every = 10
     c.checkpoint_every = 20
+    c.eval_every = 20
     c.eval_episodes = 4
     c.eval.episodes = 8
     c.eval.num_envs = 8

@@ -12,10 +12,12 @@ from londi_jax.training import loop
 from londi_jax.training.evaluate_run import evaluate_run
 from londi_jax.training.fakes import make_tiny_policies
 from londi_jax.training.lm import load_runners
+from londi_jax.training.metrics import read_metrics
 
 BUDGET = 2
 EPISODES = 6
 SEED = 3
+TARGET_RATE = 0.01  # below the eager member's rate (2 calls in episodes of up to 64 steps)
 FIELDS = ("success_rate", "mean_return", "large_call_fraction", "compute_relative_to_large",
           "max_large_calls_per_episode", "seconds_per_step", "episodes", "flops")
 
@@ -34,8 +36,11 @@ def result(tmp_path_factory):
   config.train_steps = 16
   config.log_every = 8
   config.checkpoint_every = 16
+  config.eval_every = 0
   config.member_costs = (-0.5, 0.5)
   config.switcher.budget = BUDGET
+  config.switcher.lagrangian.enabled = True  # composes with the hard budget
+  config.switcher.lagrangian.target = TARGET_RATE
   config.eval.num_envs = 4
   workdir = str(tmp_path_factory.mktemp("run"))
   runners = load_runners(config)
@@ -43,11 +48,11 @@ def result(tmp_path_factory):
   out = evaluate_run(workdir, episodes=EPISODES, seed=SEED, runners=runners, log=quiet)
   with open(os.path.join(workdir, "eval.json")) as f:
     saved = json.load(f)
-  return out, saved
+  return out, saved, read_metrics(os.path.join(workdir, "metrics.jsonl"))
 
 
 def test_eval_json_is_written_with_every_method(result):
-  out, saved = result
+  out, saved, _ = result
   names = set(saved["methods"])
   assert {"small_only", "large_only", "oracle"} <= names
   for c in ("-0.5", "0.5"):
@@ -59,7 +64,7 @@ def test_eval_json_is_written_with_every_method(result):
 
 
 def test_all_methods_play_identical_seeds(result):
-  _, saved = result
+  _, saved, _ = result
   # `test` split seeds start at 2,000,000 (babyai_demos.SPLIT_SEED_OFFSETS), one per episode.
   expected = [2_000_000 + SEED + k for k in range(EPISODES)]
   assert saved["seeds"] == expected
@@ -71,7 +76,7 @@ def test_all_methods_play_identical_seeds(result):
 
 
 def test_fields_agree_with_the_episode_records(result):
-  _, saved = result
+  _, saved, _ = result
   for name, m in saved["methods"].items():
     eps = m["episodes"]
     assert m["success_rate"] == pytest.approx(np.mean([e["success"] for e in eps])), name
@@ -83,7 +88,7 @@ def test_fields_agree_with_the_episode_records(result):
 
 
 def test_references_are_exact(result):
-  _, saved = result
+  _, saved, _ = result
   small, large = saved["methods"]["small_only"], saved["methods"]["large_only"]
   assert small["large_call_fraction"] == 0.0 and small["flops_by_model"]["large"] == 0
   assert large["large_call_fraction"] == 1.0
@@ -96,7 +101,7 @@ def test_references_are_exact(result):
 
 
 def test_hard_budget_is_never_exceeded(result):
-  _, saved = result
+  _, saved, _ = result
   budgeted = [n for n in saved["methods"] if n.split("_")[0] in ("londi", "random", "confidence")]
   assert len(budgeted) == 6
   for name in budgeted:
@@ -105,3 +110,13 @@ def test_hard_budget_is_never_exceeded(result):
   # The member paid to call uses its whole budget in every episode long enough to allow it.
   eager = saved["methods"][f"londi_b{BUDGET}_c-0.5"]
   assert all(e["calls"] == min(BUDGET, e["length"]) for e in eager["episodes"])
+
+
+def test_lagrange_multiplier_rises_while_the_measured_rate_exceeds_its_target(result):
+  _, _, records = result
+  last = [r for r in records if r["kind"] == "train"][-1]
+  eager = last["members"][0]  # paid to call: it spends its budget at the start of each episode
+  assert eager["measured_rate"] > TARGET_RATE
+  assert eager["lagrange"] > 0.0
+  for member in last["members"]:
+    assert member["lagrange"] >= 0.0  # projected onto lambda >= 0

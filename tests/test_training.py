@@ -74,7 +74,8 @@ def test_resume_after_interruption_gives_identical_metrics_and_state(runs):
   assert max(r["step"] for r in runs["killed"]) == 12  # logged past the checkpoint at 8
   a = read_metrics(os.path.join(runs["straight"], "metrics.jsonl"))
   b = read_metrics(os.path.join(runs["resumed"], "metrics.jsonl"))
-  assert [r["step"] for r in a] == [4, 8, 12, 16, 20, 24]
+  assert [r["step"] for r in a if r["kind"] == "train"] == [4, 8, 12, 16, 20, 24]
+  assert [r["step"] for r in a if r["kind"] == "eval"] == [20]  # smoke: eval_every 20
   assert without_timing(a) == without_timing(b)
   sa, sb = read_raw(runs["straight"])[2], read_raw(runs["resumed"])[2]
   leaves_a, leaves_b = jax.tree_util.tree_leaves(sa), jax.tree_util.tree_leaves(sb)
@@ -156,3 +157,9 @@ def test_inspect_reads_the_checkpoint(runs):
   assert "0.01" in text and "0.2" in text
   assert '"member_costs"' in text
   assert "latest metrics" in text and '"step": 24' in text
+
+
+def test_best_checkpoint_is_the_periodic_evaluation(runs):
+  step, meta, _, _ = read_raw(runs["straight"], "best")
+  assert step == 20 and meta["step"] == 20
+  assert read_raw(runs["straight"])[0] == 24

@@ -202,6 +202,7 @@ class Trainer:
           "mean_return": float(np.mean([e[1] for e in eps])) if eps else None,
           "mean_length": float(np.mean([e[2] for e in eps])) if eps else None,
           "calls_per_episode": float(np.mean([e[3] for e in eps])) if eps else None,
+          "measured_rate": float(self.rate_avg[k]),
           **{key: float(np.asarray(v)[k]) for key, v in train.items()}})
     return {"kind": "train", "step": self.step,
             "env_steps": self.step * self.num_members * self.num_envs,
@@ -279,7 +280,8 @@ class Trainer:
         score = None
         if cfg.eval_every and self.step % cfg.eval_every == 0:
           score = self._periodic_eval()
-        if self.step % cfg.checkpoint_every == 0 or self.step == total:
+        if (score is not None or self.step % cfg.checkpoint_every == 0
+            or self.step == total):
           self.save(score)
       if stop_after is not None and self.step == stop_after:
         raise Interrupted(f"stopped after step {self.step}")
