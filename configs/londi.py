@@ -20,8 +20,9 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.seed = 0
   c.levels = LEVELS  # row r (and evaluation episode k) plays levels[r % len(levels)]
 
-  # Where the two LM policies come from: explicit policy folders, or a folder holding `small/`
-  # and `large/` (the embedded defaults under artifacts/, or a `launch.pretrain` workdir).
+  # Where the two LM policies come from: explicit folders (a saved policy, or a Hugging Face
+  # checkpoint folder, prompted with the GLAM template), or a folder holding `small/` and
+  # `large/` (the embedded defaults under artifacts/, or a `launch.pretrain` workdir).
   c.policies = ml_collections.ConfigDict()
   c.policies.dir = "artifacts/babyai_text"
   c.policies.small = ""
@@ -50,7 +51,7 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.members = 1  # switchers trained together (seeds seed, seed + 1, ...)
   c.member_costs = ()  # one cost per member; overrides `members` and `cost`
   c.num_envs = 16  # environment rows per member
-  c.train_steps = 3000  # acting steps (each on members * num_envs rows)
+  c.train_steps = 2000  # acting steps (each on members * num_envs rows)
   c.log_every = 100
   c.checkpoint_every = 500  # a multiple of log_every
   c.keep_checkpoints = 3
@@ -74,7 +75,7 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.switcher.batch_size = 128
   c.switcher.epsilon_start = 1.0
   c.switcher.epsilon_end = 0.05
-  c.switcher.epsilon_decay_steps = 1500
+  c.switcher.epsilon_decay_steps = 1000
   c.switcher.train_every = 4
   c.switcher.num_updates = 4
   c.switcher.discount = 0.97

@@ -20,23 +20,43 @@ import numpy as np
 from londi_jax.envs.prompts import PromptConfig
 from londi_jax.policies import flops as flops_lib
 from londi_jax.policies.policy import Buckets, Policy, PolicyOutput
+from londi_jax.policies.checkpoint import load_pretrained
 from londi_jax.policies.store import load_policy
+from londi_jax.policies.tokenizer import Tokenizer
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+def _is_hf_checkpoint(folder: str) -> bool:
+  return os.path.exists(os.path.join(folder, "config.json")) and any(
+      f.endswith(".safetensors") for f in os.listdir(folder))
+
+
 def policy_folder(config: ml_collections.ConfigDict, name: str) -> str:
-  """The folder of policy `name` (`small` or `large`): `policies.<name>` if set, else
-  `policies.dir/<name>` or `policies.dir/<name>/policy` (a `launch.pretrain` workdir)."""
+  """The folder of policy `name` (`small` or `large`): `policies.<name>` if set (a policy folder
+  or a Hugging Face checkpoint folder), else `policies.dir/<name>` or `policies.dir/<name>/policy`
+  (a `launch.pretrain` workdir)."""
   explicit = config.policies[name]
   candidates = [explicit] if explicit else [
       os.path.join(config.policies.dir, name), os.path.join(config.policies.dir, name, "policy")]
   for folder in candidates:
-    if folder and os.path.exists(os.path.join(folder, "policy.json")):
+    if folder and (os.path.exists(os.path.join(folder, "policy.json"))
+                   or (folder == explicit and os.path.isdir(folder) and _is_hf_checkpoint(folder))):
       return os.path.abspath(folder)
   raise FileNotFoundError(
       f"no {name} policy (policy.json) in {candidates}; set --config.policies.dir to the embedded "
       f"default policies or a launch.pretrain workdir, or --config.policies.{name} to a folder")
+
+
+def load_policy_any(folder: str, **kwargs) -> Policy:
+  """A policy folder (`load_policy`), or a Hugging Face checkpoint folder with its tokenizer,
+  prompted with the GLAM template (`PromptConfig()`)."""
+  if os.path.exists(os.path.join(folder, "policy.json")):
+    return load_policy(folder, **kwargs)
+  model, params = load_pretrained(folder)
+  return Policy(model, params, Tokenizer.load(folder),
+                meta={"name": os.path.basename(folder),
+                      "prompt": dataclasses.asdict(PromptConfig())}, **kwargs)
 
 
 @dataclasses.dataclass
@@ -99,8 +119,8 @@ def load_runners(config: ml_collections.ConfigDict) -> tuple[LMRunner, LMRunner]
            "prompt": tuple(int(b) for b in config.policies.prompt_buckets)}
   kwargs = {"buckets": dataclasses.replace(Buckets(), **{k: v for k, v in sizes.items() if v})}
   for name in ("small", "large"):
-    policy = load_policy(policy_folder(config, name), temperature=config.policies.temperature,
-                         **kwargs)
+    policy = load_policy_any(policy_folder(config, name),
+                             temperature=config.policies.temperature, **kwargs)
     runners.append(LMRunner(policy, name))
   return runners[0], runners[1]
 
