@@ -93,7 +93,10 @@ class CheckpointStore:
 
   def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
     self.workdir = os.path.abspath(workdir)
-    options = dict(create=not read_only, read_only=read_only)
+    # A save interrupted by a kill leaves a temporary folder, never a finished step; it is
+    # removed when the run restarts.
+    options = dict(create=not read_only, read_only=read_only,
+                   cleanup_tmp_directories=not read_only)
     self.latest = ocp.CheckpointManager(
         os.path.join(self.workdir, "checkpoints"),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))

@@ -63,8 +63,8 @@ class Trainer:
     self.config = config
     self.workdir = os.path.abspath(workdir)
     self.log = log or (lambda line: None)
-    check_config(self.workdir, config)
     self.small, self.large = runners or load_runners(config)
+    check_config(self.workdir, config)  # after the policies load, so a bad path can be fixed
     self.seeds, self.costs = member_seeds_and_costs(config)
     self.num_members, self.num_envs = len(self.costs), int(config.num_envs)
     self.feature_dim = features_lib.feature_dim(config, self.small.hidden_size)
