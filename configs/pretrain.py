@@ -72,7 +72,7 @@ def get_config(preset: str = "babyai_text") -> ml_collections.ConfigDict:
   elif preset == "full":
     c.demos.episodes_per_level = 2500
     c.policies.small.steps = 800
-    c.policies.large.steps = 1800
+    c.policies.large.steps = 1100
     c.eval.episodes = 400
   elif preset == "paper":
     c.demos.episodes_per_level = 5000

@@ -29,9 +29,8 @@ def test_smoke_preset_learns_the_expert_actions_and_resumes(tmp_path):
   policy = load_policy(os.path.join(workdir, "small", "policy"))
   prompts, actions, candidates = prompts_and_actions(
       episodes, PromptConfig(**policy.meta["prompt"]))
-  chosen = []
-  for i in range(0, len(prompts), 64):
-    chosen += policy(prompts[i:i + 64], [candidates] * len(prompts[i:i + 64])).greedy_action
+  prompts, actions = prompts[:64], actions[:64]
+  chosen = policy(prompts, [candidates] * len(prompts)).greedy_action
   accuracy = np.mean([c == a for c, a in zip(chosen, actions)])
   majority = collections.Counter(actions).most_common(1)[0][1] / len(actions)
   assert accuracy > majority + 0.15

@@ -46,7 +46,16 @@ class Tokenizer:
     return [[self.bos_id, *x] if self.bos_id is not None else x for x in ids]
 
   def encode_candidates(self, candidates: Sequence[str]) -> list[list[int]]:
-    return self.encode_batch([self.candidate_prefix + c for c in candidates])
+    """Token ids of each candidate action.
+
+    Raises:
+      ValueError: a candidate encodes to no token (it could never be scored).
+    """
+    ids = self.encode_batch([self.candidate_prefix + c for c in candidates])
+    empty = [c for c, x in zip(candidates, ids) if not x]
+    if empty:
+      raise ValueError(f"candidates {empty[:4]} encode to no token with {type(self.hf).__name__}")
+    return ids
 
   def save(self, folder: str) -> None:
     os.makedirs(folder, exist_ok=True)
