@@ -4,6 +4,10 @@ recompilation in steady state. Policies are tiny untrained decoders (`training.f
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 from absl import flags
 import jax
@@ -163,3 +167,28 @@ def test_best_checkpoint_is_the_periodic_evaluation(runs):
   step, meta, _, _ = read_raw(runs["straight"], "best")
   assert step == 20 and meta["step"] == 20
   assert read_raw(runs["straight"])[0] == 24
+
+
+def test_killed_process_resumes_to_the_same_metrics(runs, policies, tmp_path):
+  """`launch.train` killed with SIGKILL after logging past a checkpoint, then run again, ends
+  with the metrics of the uninterrupted in-process run of the same config."""
+  workdir = str(tmp_path / "killed")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  cmd = [sys.executable, "-m", "launch.train", "--config=configs/londi.py:babyai_text:smoke",
+         f"--config.policies.dir={policies}", "--config.train_steps=24", "--config.log_every=4",
+         "--config.checkpoint_every=8", "--config.member_costs=(0.01, 0.2)", f"--workdir={workdir}"]
+  proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(metrics_path) and any(r["step"] >= 12 for r in read_metrics(metrics_path)):
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, "the run ended before it could be killed"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  finished = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+  assert finished.returncode == 0, finished.stderr[-3000:]
+  assert "resumed from step" in finished.stdout  # from the checkpoint at 8 (or a later one)
+  a = read_metrics(os.path.join(runs["straight"], "metrics.jsonl"))
+  assert without_timing(read_metrics(metrics_path)) == without_timing(a)

@@ -103,6 +103,7 @@ class Trainer:
 
   def _restore_or_start(self) -> None:
     if self.store.latest_step() is None:
+      self.metrics.truncate(0)  # records of a run killed before its first checkpoint
       self.rows.reset()
       return
     abstract = jax.tree_util.tree_map(
@@ -251,7 +252,10 @@ class Trainer:
     return score
 
   def save(self, score: float | None = None) -> None:
+    """Saves and waits: Orbax finalises an asynchronous save only on a later call from this
+    thread, so without the wait a run killed between checkpoints would lose the latest one."""
     self.store.save(self.step, self.members, self._host(), self._meta(), score=score)
+    self.store.wait()
 
   def run(self, stop_after: int | None = None) -> dict | None:
     """Trains to `config.train_steps`; returns the last train record.
