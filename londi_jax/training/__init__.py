@@ -1,2 +1,14 @@
-"""LONDI training and evaluation on text environments: features, the host-side loop, baselines,
-compute accounting, checkpoints and reports (DESIGN.md Sec. 2.1-2.4)."""
+"""LONDI training and evaluation on text environments (DESIGN.md Sec. 2.1-2.4).
+
+- `features`: the switcher's view `phi(s)`, each part switchable.
+- `lm`: the two LM policies as the loop uses them (loading, per-row FLOPs, common random numbers).
+- `rows`: environment rows whose state is `(seed, actions)`, so checkpoints can replay them.
+- `members`: the per-member state and the jitted, member-`vmap`ped step (replay, updates, switch).
+- `loop`: the host-side training loop (`launch.train`), metrics and checkpoints.
+- `checkpoint`, `metrics`: Orbax checkpoints with config and format version; `metrics.jsonl`.
+- `evaluation`, `evaluate_run`: switching rules on fixed episodes, the baselines, compute
+  accounting, `eval.json` (`launch.evaluate`).
+- `report`, `main_job`: the report and plot, and the main job (`launch.main`).
+- `inspect_run`: a checkpoint summary from its own files (`launch.inspect`).
+- `fakes`: tiny untrained policies for tests and benchmarks.
+"""
