@@ -10,7 +10,7 @@ from londi_jax.policies import Buckets, load_policy
 from londi_jax.policies.rollout import evaluate_policy, wilson_interval
 
 ARTIFACTS = os.path.join(os.path.dirname(__file__), os.pardir, "artifacts", "babyai_text")
-EPISODES = 60
+EPISODES = 50
 
 pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(ARTIFACTS, "summary.json")),
                                 reason="no embedded policies committed yet")
