@@ -163,7 +163,8 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
                     accuracy=float(val["accuracy"]))
     if done % config.checkpoint_every == 0 or done == p.steps:
       manager.save(done, args=ocp.args.StandardSave(state))
-  manager.wait_until_finished()
+      # Finish each save before training on: a run killed later then always finds it complete.
+      manager.wait_until_finished()
   train_acc = evaluate_sets(evaluate, state.params, [
       d.replace(prompt_ids=d.prompt_ids[:1024], prompt_mask=d.prompt_mask[:1024],
                 targets=d.targets[:1024]) for d in sets["train"]])
