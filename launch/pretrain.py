@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 
 from absl import app, flags, logging
 import jax
@@ -130,7 +131,8 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
       f"{[(d.prompt_ids.shape[1], d.size) for d in sets['train']]}; "
       f"{sum(d.size for d in sets['val'])} validation states")
 
-  key = jax.random.fold_in(jax.random.key(config.seed), hash(name) % (2 ** 31))
+  # crc32, not hash(): str hashes change between processes, and so would the initialisation.
+  key = jax.random.fold_in(jax.random.key(config.seed), zlib.crc32(name.encode()) % (2 ** 31))
   model, params = build_model(p, tokenizer, jax.random.fold_in(key, 0))
   log(f"{name}: {model.config.num_params():,} params, {model.config.num_layers} layers, "
       f"d={model.config.hidden_size}")
