@@ -20,6 +20,7 @@ from flax import struct
 from londi_jax.replay import ReplayState, replay_add, replay_init
 from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.acting import epsilon_greedy_switch, greedy_switch, linear_epsilon
+from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.switching.learner import (LearnerState, Transition, example_transition,
                                          init_learner, make_train_many, q_values)
 from londi_jax.switching.tabular import evaluate_switching_rule, solve_tabular
@@ -163,8 +164,9 @@ def greedy_rule(config: ml_collections.ConfigDict, q_params, num_states: int) ->
 
 
 def rollout_calls(config: ml_collections.ConfigDict, mdp: SwitchingMDP, q_params,
-                  key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
-  """Greedy evaluation episodes from the start distribution with the full budget.
+                  key: jax.Array, cost: float) -> tuple[np.ndarray, np.ndarray]:
+  """Greedy evaluation episodes from the start distribution with the full budget; returns are
+  net of `cost` per large call.
 
   Returns:
     `(calls, returns)`, each `[eval_episodes]`: large calls and discounted return per episode.
@@ -186,10 +188,9 @@ def rollout_calls(config: ml_collections.ConfigDict, mdp: SwitchingMDP, q_params
       q = q_values(sw, q_params, jax.nn.one_hot(states, num_states), remaining)
       g = greedy_switch(q, budget_lib.allowed_switches(remaining, budget))
       rewards, next_states = sample(jax.random.fold_in(key, t), states, g)
-      returns = returns + config.gamma**t * (rewards - q_cost * g)
+      returns = returns + config.gamma**t * (rewards - cost * g)
       return (next_states, budget_lib.spend(remaining, g, budget), calls + g, returns), None
 
-    q_cost = config.switcher.cost
     init = (states.astype(jnp.int32), remaining, jnp.zeros(episodes, jnp.int32),
             jnp.zeros(episodes, jnp.float32))
     (_, _, calls, returns), _ = jax.lax.scan(step, init, jnp.arange(config.episode_length))
@@ -223,7 +224,7 @@ def evaluate_member(config: ml_collections.ConfigDict, mdp: SwitchingMDP, learne
   if budget > 0:
     v_star, v_learned = v_star[:, budget], v_learned[:, budget]
   exact, learned = float(mdp.start @ v_star), float(mdp.start @ v_learned)
-  calls, returns = rollout_calls(config, mdp, learner.q_params, key)
+  calls, returns = rollout_calls(config, mdp, learner.q_params, key, float(learner.cost))
   exact_rule = np.argmax(q_star, -1)
   exact_decisions = exact_rule[:, 1:] if budget > 0 else exact_rule
   return {
@@ -238,12 +239,6 @@ def evaluate_member(config: ml_collections.ConfigDict, mdp: SwitchingMDP, learne
       "price": price, "lagrange": float(learner.lagrange),
       "num_decisions": int(decisions.size),
   }
-
-
-def member_seeds_and_costs(config: ml_collections.ConfigDict) -> tuple[list[int], list[float]]:
-  """Member `m` trains with seed `seed + m` and cost `member_costs[m]` (default: `cost`)."""
-  costs = list(config.member_costs) or [config.cost] * int(config.members)
-  return [int(config.seed) + m for m in range(len(costs))], [float(c) for c in costs]
 
 
 def run_diagnostic(config: ml_collections.ConfigDict, log=print) -> dict:

@@ -33,14 +33,21 @@ def replay_init(example_item, capacity: int) -> ReplayState:
   return ReplayState(data=data, index=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
 
 
-def replay_add(state: ReplayState, items) -> ReplayState:
-  """Writes a batch of items (leaves `[B, ...]`, `B <= capacity`) at the write index, wrapping."""
+def replay_add(state: ReplayState, items, write: jnp.ndarray | bool = True) -> ReplayState:
+  """Writes a batch of items (leaves `[B, ...]`, `B <= capacity`) at the write index, wrapping.
+
+  When `write` is false the buffer is unchanged: the writes go to an out-of-range slot and are
+  dropped, so a jitted caller updates the buffer in place either way (no copy of the whole buffer,
+  as a `where` or `cond` over it would make).
+  """
   capacity = state.capacity
   batch = jax.tree_util.tree_leaves(items)[0].shape[0]
-  slots = (state.index + jnp.arange(batch)) % capacity  # [B]
-  data = jax.tree_util.tree_map(lambda buf, x: buf.at[slots].set(x), state.data, items)
-  return ReplayState(data=data, index=(state.index + batch) % capacity,
-                     size=jnp.minimum(state.size + batch, capacity))
+  slots = jnp.where(write, (state.index + jnp.arange(batch)) % capacity, capacity)  # [B]
+  data = jax.tree_util.tree_map(lambda buf, x: buf.at[slots].set(x, mode="drop"), state.data,
+                                items)
+  added = jnp.where(write, batch, 0)
+  return ReplayState(data=data, index=(state.index + added) % capacity,
+                     size=jnp.minimum(state.size + added, capacity))
 
 
 def replay_sample(state: ReplayState, key: jax.Array, batch_size: int):

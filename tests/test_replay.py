@@ -1,7 +1,5 @@
 """The jitted replay buffer: wrap-around, fill count, sampling only filled slots, donation."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,3 +41,12 @@ def test_jitted_add_with_donation_in_a_loop():
   # 15 items in 8 slots: the last 8 (7..14) remain, item j at slot j % 8.
   np.testing.assert_array_equal(np.sort(np.asarray(buf.data["i"])), np.arange(7, 15))
   np.testing.assert_array_equal(buf.data["i"][np.arange(7, 15) % 8], np.arange(7, 15))
+
+
+def test_add_with_write_false_changes_nothing():
+  buf = replay_init({"x": jnp.zeros(2), "i": jnp.zeros((), jnp.int32)}, capacity=4)
+  buf = replay_add(buf, _items(1, 2))
+  same = replay_add(buf, _items(10, 3), write=jnp.asarray(False))
+  assert int(same.size) == 2 and int(same.index) == 2
+  np.testing.assert_array_equal(same.data["i"], [1, 2, 0, 0])
+  np.testing.assert_array_equal(same.data["x"], buf.data["x"])

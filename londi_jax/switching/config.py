@@ -36,3 +36,10 @@ def switcher_config() -> ml_collections.ConfigDict:
   c.train_every = 1  # k: acting steps between training calls
   c.num_updates = 1  # U: jitted updates per training call, run in one lax.scan
   return c
+
+
+def member_seeds_and_costs(config: ml_collections.ConfigDict) -> tuple[list[int], list[float]]:
+  """Member `m` of a run trains with seed `seed + m` and cost `member_costs[m]` (default: `cost`,
+  `members` times). Reads the top-level `seed`, `cost`, `members` and `member_costs` fields."""
+  costs = [float(c) for c in config.member_costs] or [float(config.cost)] * int(config.members)
+  return [int(config.seed) + m for m in range(len(costs))], costs

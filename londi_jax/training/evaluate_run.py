@@ -21,11 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.training import evaluation as ev
 from londi_jax.training import features as features_lib
 from londi_jax.training.checkpoint import CheckpointStore, load_config
 from londi_jax.training.lm import load_runners
-from londi_jax.training.members import make_members, member_seeds_and_costs
+from londi_jax.training.members import make_members
 
 
 def restore_members(config, workdir: str, feature_dim: int, which: str = "latest"):

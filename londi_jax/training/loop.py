@@ -28,11 +28,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.training import evaluation as eval_lib
 from londi_jax.training import features as features_lib
 from londi_jax.training.checkpoint import CheckpointStore, check_config, config_dict
 from londi_jax.training.lm import LMRunner, choose_actions, crn_uniform, load_runners
-from londi_jax.training.members import make_members, member_seeds_and_costs
+from londi_jax.training.members import make_members
 from londi_jax.training.metrics import MetricsWriter
 from londi_jax.training.rows import TrainRows
 

@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import struct
 
-from londi_jax.replay import ReplayState, replay_init
+from londi_jax.replay import ReplayState, replay_add, replay_init
 from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.acting import epsilon_greedy_switch, greedy_switch, linear_epsilon
+from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.switching.learner import (LearnerState, Transition, example_transition,
                                          init_learner, make_train_many, q_values)
 
@@ -43,26 +44,6 @@ class MemberState:
   has_pending: jnp.ndarray  # [] bool
   steps: jnp.ndarray  # [] int32, acting steps so far
   act_key: jax.Array  # per-step keys are fold_in(act_key, steps)
-
-
-def masked_replay_add(state: ReplayState, items, write: jnp.ndarray) -> ReplayState:
-  """`replay.replay_add` when `write` is true, else the buffer unchanged; the writes of a false
-  `write` go to an out-of-range slot and are dropped, so the buffer is updated in place either
-  way (no copy of the whole buffer, unlike a `where` or `cond` over it)."""
-  capacity = state.capacity
-  batch = jax.tree_util.tree_leaves(items)[0].shape[0]
-  slots = jnp.where(write, (state.index + jnp.arange(batch)) % capacity, capacity)  # [B]
-  data = jax.tree_util.tree_map(lambda buf, x: buf.at[slots].set(x, mode="drop"), state.data,
-                                items)
-  n = jnp.where(write, batch, 0)
-  return ReplayState(data=data, index=(state.index + n) % capacity,
-                     size=jnp.minimum(state.size + n, capacity))
-
-
-def member_seeds_and_costs(config: ml_collections.ConfigDict) -> tuple[list[int], list[float]]:
-  """Member `m` has seed `seed + m` and cost `member_costs[m]` (default: `cost`, `members` times)."""
-  costs = [float(c) for c in config.member_costs] or [float(config.cost)] * int(config.members)
-  return [int(config.seed) + m for m in range(len(costs))], costs
 
 
 def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
@@ -91,7 +72,7 @@ def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
 
   def step(member: MemberState, phi, remaining, reward, discount, measured):
     p = member.pending
-    replay = masked_replay_add(member.replay, Transition(
+    replay = replay_add(member.replay, Transition(
         features_tm1=p.features, remaining_tm1=p.remaining, switch_tm1=p.switch,
         reward_t=reward, discount_t=discount, features_t=phi, remaining_t=remaining),
         member.has_pending)
