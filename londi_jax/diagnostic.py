@@ -111,9 +111,7 @@ def make_member_fns(config: ml_collections.ConfigDict, mdp: SwitchingMDP):
     if sw.lagrangian.measure == "calls_per_episode":
       measured = measured * config.episode_length
     ready = (replay.size >= sw.min_replay) & (actor.steps % sw.train_every == 0)
-    skip = lambda l, r, m: (l, jax.tree_util.tree_map(
-        jnp.zeros_like, jax.eval_shape(train_many, l, r, m)[1]))
-    learner, train_metrics = jax.lax.cond(ready, train_many, skip, learner, replay, measured)
+    learner, train_metrics = train_many(learner, replay, measured, ready)
     metrics = dict(train_metrics, call_rate=jnp.mean(switches.astype(jnp.float32)),
                    greedy_call_rate=jnp.mean(greedy.astype(jnp.float32)), epsilon=epsilon,
                    reward=jnp.mean(rewards), trained=ready.astype(jnp.float32))

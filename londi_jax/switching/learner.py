@@ -167,13 +167,15 @@ def make_update(config: ml_collections.ConfigDict):
 
 
 def make_train_many(config: ml_collections.ConfigDict, num_updates: int):
-  """Builds `train_many(state, replay, constraint_value) -> (state, metrics)`: `num_updates`
-  updates in one `lax.scan`, each on a fresh uniform sample of `config.batch_size` transitions
-  (sampling key `fold_in(state.rng, state.step)`). Metrics are averaged over the updates."""
+  """Builds `train_many(state, replay, constraint_value, ready=True) -> (state, metrics)`:
+  `num_updates` updates in one `lax.scan`, each on a fresh uniform sample of `config.batch_size`
+  transitions (sampling key `fold_in(state.rng, state.step)`), metrics averaged over the updates.
+  A traced `ready` flag runs them under `lax.cond`: when false the state comes back unchanged with
+  zero metrics (acting loops train only every `k` steps, once replay holds `min_replay`)."""
   update = make_update(config)
   batch_size = int(config.batch_size)
 
-  def train_many(state: LearnerState, replay: ReplayState, constraint_value: jnp.ndarray):
+  def run(state: LearnerState, replay: ReplayState, constraint_value: jnp.ndarray):
     def body(state, _):
       key = jax.random.fold_in(state.rng, state.step)
       batch = SwitchBatch(transitions=replay_sample(replay, key, batch_size),
@@ -182,5 +184,15 @@ def make_train_many(config: ml_collections.ConfigDict, num_updates: int):
 
     state, metrics = jax.lax.scan(body, state, None, length=num_updates)
     return state, jax.tree_util.tree_map(jnp.mean, metrics)
+
+  def skip(state, replay, constraint_value):
+    metrics = jax.eval_shape(run, state, replay, constraint_value)[1]
+    return state, jax.tree_util.tree_map(lambda m: jnp.zeros(m.shape, m.dtype), metrics)
+
+  def train_many(state: LearnerState, replay: ReplayState, constraint_value: jnp.ndarray,
+                 ready: jnp.ndarray | bool = True):
+    if ready is True:
+      return run(state, replay, constraint_value)
+    return jax.lax.cond(ready, run, skip, state, replay, constraint_value)
 
   return train_many

@@ -77,10 +77,7 @@ def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
         reward_t=reward, discount_t=discount, features_t=phi, remaining_t=remaining),
         member.has_pending)
     ready = member.has_pending & (replay.size >= min_replay) & (member.steps % train_every == 0)
-    skip = lambda l, r, m: (l, jax.tree_util.tree_map(
-        jnp.zeros_like, jax.eval_shape(train_many, l, r, m)[1]))
-    learner, train_metrics = jax.lax.cond(ready, train_many, skip, member.learner, replay,
-                                          measured)
+    learner, train_metrics = train_many(member.learner, replay, measured, ready)
     q = q_values(sw, learner.q_params, phi, remaining)  # [B, 2]
     allowed = budget_lib.allowed_switches(remaining, budget)  # [B, 2]
     epsilon = linear_epsilon(member.steps, sw.epsilon_start, sw.epsilon_end,
