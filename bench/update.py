@@ -26,7 +26,7 @@ def _batch(rng, n, features, budget):
           reward_t=jnp.asarray(rng.uniform(size=n), jnp.float32),
           discount_t=jnp.full((n,), 0.99, jnp.float32),
           features_t=jnp.asarray(rng.normal(size=(n, features)), jnp.float32),
-          remaining_t=jnp.asarray(z - g, jnp.int32)),
+          remaining_t=jnp.asarray(z - g, jnp.int32), calls_tm1=jnp.asarray(g, jnp.float32)),
       constraint_value=jnp.asarray(0.3, jnp.float32))
 
 

@@ -20,5 +20,5 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.pretrain.preset = "smoke"
     c.member_costs = (0.01, 0.1)
   else:
-    c.member_costs = (0.003, 0.01, 0.03)
+    c.member_costs = (0.003, 0.006, 0.012)
   return c

@@ -65,6 +65,8 @@ def make_member_fns(config: ml_collections.ConfigDict, mdp: SwitchingMDP):
   for one member; `run_chunk` scans `config.log_every` acting steps, each followed by `U`
   updates every `k` steps once replay holds `min_replay` transitions."""
   sw = config.switcher
+  if int(sw.n_step) != 1:
+    raise ValueError(f"the diagnostic trains one-step targets; switcher.n_step={sw.n_step}")
   budget = int(sw.budget)
   num_states = mdp.num_states
   num_envs = int(config.num_envs)
@@ -97,7 +99,8 @@ def make_member_fns(config: ml_collections.ConfigDict, mdp: SwitchingMDP):
     replay = replay_add(replay, Transition(
         features_tm1=phi, remaining_tm1=actor.remaining, switch_tm1=switches, reward_t=rewards,
         discount_t=jnp.full((num_envs,), config.gamma, jnp.float32),
-        features_t=features(next_states), remaining_t=next_remaining))
+        features_t=features(next_states), remaining_t=next_remaining,
+        calls_tm1=switches.astype(jnp.float32)))
     # Episodes are cut at `episode_length` for coverage only; the task is infinite-horizon, so
     # the stored transition bootstraps through the cut.
     t = actor.t + 1
@@ -170,6 +173,8 @@ def rollout_calls(config: ml_collections.ConfigDict, mdp: SwitchingMDP, q_params
     `(calls, returns)`, each `[eval_episodes]`: large calls and discounted return per episode.
   """
   sw = config.switcher
+  if int(sw.n_step) != 1:
+    raise ValueError(f"the diagnostic trains one-step targets; switcher.n_step={sw.n_step}")
   budget = int(sw.budget)
   num_states = mdp.num_states
   episodes = int(config.eval_episodes)

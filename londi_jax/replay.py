@@ -36,16 +36,19 @@ def replay_init(example_item, capacity: int) -> ReplayState:
 def replay_add(state: ReplayState, items, write: jnp.ndarray | bool = True) -> ReplayState:
   """Writes a batch of items (leaves `[B, ...]`, `B <= capacity`) at the write index, wrapping.
 
-  When `write` is false the buffer is unchanged: the writes go to an out-of-range slot and are
-  dropped, so a jitted caller updates the buffer in place either way (no copy of the whole buffer,
-  as a `where` or `cond` over it would make).
+  `write` (a scalar, or `[B]` per item) selects the items to keep; they fill consecutive slots in
+  batch order. Items not written go to an out-of-range slot and are dropped, so a jitted caller
+  updates the buffer in place either way (no copy of the whole buffer, as a `where` or `cond` over
+  it would make).
   """
   capacity = state.capacity
   batch = jax.tree_util.tree_leaves(items)[0].shape[0]
-  slots = jnp.where(write, (state.index + jnp.arange(batch)) % capacity, capacity)  # [B]
+  mask = jnp.broadcast_to(jnp.asarray(write, bool), (batch,))  # [B]
+  offsets = jnp.cumsum(mask) - 1
+  slots = jnp.where(mask, (state.index + offsets) % capacity, capacity)  # [B]
   data = jax.tree_util.tree_map(lambda buf, x: buf.at[slots].set(x, mode="drop"), state.data,
                                 items)
-  added = jnp.where(write, batch, 0)
+  added = jnp.sum(mask, dtype=jnp.int32)
   return ReplayState(data=data, index=(state.index + added) % capacity,
                      size=jnp.minimum(state.size + added, capacity))
 

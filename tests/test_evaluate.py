@@ -39,6 +39,8 @@ def result(tmp_path_factory):
   config.eval_every = 0
   config.member_costs = (-0.5, 0.5)
   config.switcher.budget = BUDGET
+  config.switcher.hold = 1  # a decision every step, so 16 steps fill replay and train
+  config.switcher.n_step = 1
   config.switcher.lagrangian.enabled = True  # composes with the hard budget
   config.switcher.lagrangian.target = TARGET_RATE
   config.eval.num_envs = 4

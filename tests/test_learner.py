@@ -35,7 +35,8 @@ def _batch(seed, n=16, budget=2, constraint=0.3):
           reward_t=jnp.asarray(rng.uniform(size=n), jnp.float32),
           discount_t=jnp.asarray(0.9 * (rng.random(n) > 0.2), jnp.float32),
           features_t=jnp.asarray(rng.normal(size=(n, FEATURES)), jnp.float32),
-          remaining_t=jnp.asarray(z_tm1 - g if budget else z_tm1, jnp.int32)),
+          remaining_t=jnp.asarray(z_tm1 - g if budget else z_tm1, jnp.int32),
+          calls_tm1=jnp.asarray(g, jnp.float32)),
       constraint_value=jnp.asarray(constraint, jnp.float32))
 
 

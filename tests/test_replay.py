@@ -50,3 +50,12 @@ def test_add_with_write_false_changes_nothing():
   assert int(same.size) == 2 and int(same.index) == 2
   np.testing.assert_array_equal(same.data["i"], [1, 2, 0, 0])
   np.testing.assert_array_equal(same.data["x"], buf.data["x"])
+
+
+def test_add_with_a_mask_per_item_packs_the_kept_items_in_order():
+  state = replay_init({"x": jnp.zeros((), jnp.float32)}, capacity=4)
+  state = replay_add(state, {"x": jnp.asarray([1.0, 2.0, 3.0])}, jnp.asarray([True, False, True]))
+  assert int(state.size) == 2 and int(state.index) == 2
+  state = replay_add(state, {"x": jnp.asarray([4.0, 5.0, 6.0])}, jnp.asarray([True, True, True]))
+  assert int(state.size) == 4 and int(state.index) == 1  # wrapped: 6 overwrote slot 0
+  np.testing.assert_array_equal(state.data["x"], [6.0, 3.0, 4.0, 5.0])

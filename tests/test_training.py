@@ -58,6 +58,9 @@ def runs(policies, tmp_path_factory):
   metrics written beyond it) and then resumed by the same call."""
   root = tmp_path_factory.mktemp("runs")
   config = smoke_config(policies)
+  config.switcher.n_step = 3  # the window of pending steps must resume exactly too
+  config.switcher.hold = 1
+  config.switcher.share_replay = False
   runners = load_runners(config)
   straight, resumed = str(root / "straight"), str(root / "resumed")
   trainer = loop.Trainer(config, straight, runners=runners, log=quiet)
@@ -99,6 +102,12 @@ def test_metrics_records_are_complete(runs):
     assert 0.0 <= member["call_rate"] <= 1.0
   with open(os.path.join(runs["straight"], "config.json")) as f:
     assert json.load(f)["config"]["member_costs"] == [0.01, 0.2]
+
+
+def test_replay_holds_one_n_step_transition_per_row_and_step_after_the_first_n(runs):
+  n = runs["config"].switcher.n_step
+  state = read_raw(runs["straight"])[2]
+  np.testing.assert_array_equal(state["replay"]["size"], [(24 - n) * 4] * 2)  # 2 members, 4 rows
 
 
 def test_member_step_compiles_once(runs):
@@ -176,7 +185,9 @@ def test_killed_process_resumes_to_the_same_metrics(runs, policies, tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   cmd = [sys.executable, "-m", "launch.train", "--config=configs/londi.py:babyai_text:smoke",
          f"--config.policies.dir={policies}", "--config.train_steps=24", "--config.log_every=4",
-         "--config.checkpoint_every=8", "--config.member_costs=(0.01, 0.2)", f"--workdir={workdir}"]
+         "--config.checkpoint_every=8", "--config.member_costs=(0.01, 0.2)", f"--workdir={workdir}",
+         f"--config.switcher.n_step={runs['config'].switcher.n_step}",
+         "--config.switcher.hold=1", "--config.switcher.share_replay=False"]
   proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   deadline = time.time() + 300
@@ -192,3 +203,55 @@ def test_killed_process_resumes_to_the_same_metrics(runs, policies, tmp_path):
   assert "resumed from step" in finished.stdout  # from the checkpoint at 8 (or a later one)
   a = read_metrics(os.path.join(runs["straight"], "metrics.jsonl"))
   assert without_timing(read_metrics(metrics_path)) == without_timing(a)
+
+
+def test_shared_replay_gives_every_member_all_members_transitions(runs, tmp_path):
+  config = smoke_config(runs["config"].policies.dir, train_steps=8, checkpoint_every=8,
+                        eval_every=0)
+  config.switcher.share_replay = True
+  config.switcher.hold = 1
+  config.switcher.n_step = 3
+  loop.train(config, str(tmp_path / "shared"), log=quiet, runners=runs["runners"])
+  replay = read_raw(str(tmp_path / "shared"))[2]["replay"]
+  rows, steps, n = 4, 8, config.switcher.n_step
+  np.testing.assert_array_equal(replay["size"], [(steps - n) * rows * 2] * 2)
+  for leaf in jax.tree_util.tree_leaves(replay["data"]):
+    np.testing.assert_array_equal(leaf[0], leaf[1])  # the same union of both members' rows
+  # The two members act differently (their own rows, seeds and costs), so the union holds both.
+  switches = replay["data"]["switch_tm1"][0, :(steps - n) * rows * 2].reshape(steps - n, 2, rows)
+  features = replay["data"]["features_tm1"][0, :(steps - n) * rows * 2].reshape(steps - n, 2,
+                                                                                 rows, -1)
+  assert not np.array_equal(features[:, 0], features[:, 1]) or not np.array_equal(
+      switches[:, 0], switches[:, 1])
+
+
+def test_switcher_reward_kinds():
+  assert loop.switcher_reward("env", 0.55, True, {"success": True}) == 0.55
+  assert loop.switcher_reward("success", 0.55, True, {"success": True}) == 1.0
+  assert loop.switcher_reward("success", 0.0, True, {"success": False}) == 0.0
+  assert loop.switcher_reward("success", 0.0, False, {"success": False}) == 0.0
+
+
+def test_unknown_switcher_reward_is_named(policies):
+  config = smoke_config(policies, reward="speed")
+  with pytest.raises(ValueError, match="speed"):
+    loop.validate(config)
+
+
+def test_held_calls_stop_at_the_hard_budget(policies, tmp_path):
+  """A member paid to call decides every 4 steps; its held calls must stop when its 2 calls per
+  episode are spent (the loop's remaining count never goes below zero)."""
+  config = smoke_config(policies, train_steps=16, checkpoint_every=16, eval_every=0,
+                        member_costs=(-0.5,))
+  config.switcher.update(budget=2, hold=4, n_step=1, epsilon_start=0.0, epsilon_end=0.0,
+                         min_replay=1)
+  trainer = loop.Trainer(config, str(tmp_path / "budget"), log=None)
+  lowest = []
+  try:
+    for _ in range(16):
+      trainer.act()
+      lowest.append(int(trainer.remaining.min()))
+  finally:
+    trainer.close()
+  assert min(lowest) == 0  # the budget was used up ...
+  assert all(x >= 0 for x in lowest)  # ... and never overrun

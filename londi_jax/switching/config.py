@@ -10,6 +10,8 @@ def switcher_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.cost = 0.05  # price c of one large-LM call, in reward units
   c.discount = 0.99  # gamma
+  c.hold = 1  # launch.train: a switch decision holds for this many steps of its episode
+  c.n_step = 1  # n of the n-step target (switching.nstep; launch.train, the diagnostic is 1-step)
   c.budget = 0  # hard budget n of large calls per episode (LONDI-B); 0 = none
   c.hidden_sizes = (64, 64)
   c.learning_rate = 1e-3
@@ -32,6 +34,7 @@ def switcher_config() -> ml_collections.ConfigDict:
   c.epsilon_end = 0.05
   c.epsilon_decay_steps = 2000  # acting steps
   c.replay_capacity = 50_000
+  c.share_replay = False  # launch.train: every member learns from all members' transitions
   c.min_replay = 1000  # transitions before updates start
   c.train_every = 1  # k: acting steps between training calls
   c.num_updates = 1  # U: jitted updates per training call, run in one lax.scan

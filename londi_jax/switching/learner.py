@@ -23,7 +23,8 @@ from londi_jax.switching.network import SwitchQNetwork
 @struct.dataclass
 class Transition:
   """One switching transition `(phi, z, g, r, discount, phi', z')`; leaves gain a leading batch
-  axis in replay and batches."""
+  axis in replay and batches. An n-step transition (`switching.nstep`) carries the discounted sums
+  of its `n` rewards and calls and the discount product."""
 
   features_tm1: jnp.ndarray  # [F]
   remaining_tm1: jnp.ndarray  # [] int32, remaining large calls z_tm1
@@ -32,6 +33,7 @@ class Transition:
   discount_t: jnp.ndarray  # [] float32, gamma * (1 - terminal_t)
   features_t: jnp.ndarray  # [F]
   remaining_t: jnp.ndarray  # [] int32
+  calls_tm1: jnp.ndarray  # [] float32, large calls (g_tm1; discounted sum over n-step's n steps)
 
 
 @struct.dataclass
@@ -63,7 +65,8 @@ def example_transition(feature_dim: int) -> Transition:
       features_tm1=jnp.zeros((feature_dim,), jnp.float32),
       remaining_tm1=jnp.zeros((), jnp.int32), switch_tm1=jnp.zeros((), jnp.int32),
       reward_t=jnp.zeros((), jnp.float32), discount_t=jnp.zeros((), jnp.float32),
-      features_t=jnp.zeros((feature_dim,), jnp.float32), remaining_t=jnp.zeros((), jnp.int32))
+      features_t=jnp.zeros((feature_dim,), jnp.float32), remaining_t=jnp.zeros((), jnp.int32),
+      calls_tm1=jnp.zeros((), jnp.float32))
 
 
 def make_network(config: ml_collections.ConfigDict) -> SwitchQNetwork:
@@ -138,7 +141,7 @@ def make_update(config: ml_collections.ConfigDict):
       q_t_selector = (jax.lax.stop_gradient(apply(params, tr.features_t, tr.remaining_t))
                       if double_q else q_t_value)
       td = batched_td_error(q_tm1, tr.switch_tm1, tr.reward_t, price, tr.discount_t, q_t_value,
-                            q_t_selector, allowed_t)
+                            q_t_selector, allowed_t, calls_tm1=tr.calls_tm1)
       return jnp.mean(huber(td, delta)), (td, q_tm1)
 
     loss, (td, q_tm1), q_params, opt_state = gradient_step(

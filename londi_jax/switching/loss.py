@@ -4,6 +4,7 @@ For a transition `(s_tm1, g_tm1, r_t, s_t)` the target is
 
     r_t - (c + lambda) * g_tm1 + discount_t * Q_target(s_t, argmax_{g allowed at s_t} Q_online(s_t, g))
 
+(its n-step form is in `switching.nstep`).
 where `discount_t` is `gamma` (0 at a terminal state) and the allowed switches come from the hard
 budget. The single-transition form follows rlax's `double_q_learning`; the batched twin computes the
 same thing without `vmap`.
@@ -48,13 +49,20 @@ def impulse_control_td_error(q_tm1: jnp.ndarray, g_tm1: jnp.ndarray, r_t: jnp.nd
 
 def batched_td_error(q_tm1: jnp.ndarray, g_tm1: jnp.ndarray, r_t: jnp.ndarray,
                      price_tm1: jnp.ndarray, discount_t: jnp.ndarray, q_t_value: jnp.ndarray,
-                     q_t_selector: jnp.ndarray, allowed_t: jnp.ndarray) -> jnp.ndarray:
-  """`impulse_control_td_error` over a batch: `[N, 2]` Q arrays, `[N]` scalars -> `[N]`."""
+                     q_t_selector: jnp.ndarray, allowed_t: jnp.ndarray,
+                     calls_tm1: jnp.ndarray | None = None) -> jnp.ndarray:
+  """`impulse_control_td_error` over a batch: `[N, 2]` Q arrays, `[N]` scalars -> `[N]`.
+
+  For an n-step transition (`switching.nstep`) `r_t` and `calls_tm1` are the discounted sums of
+  the `n` rewards and large calls and `discount_t` the discount product; the price is charged on
+  `calls_tm1` (`g_tm1` when it is None, the one-step case).
+  """
   chex.assert_rank([q_tm1, g_tm1, r_t, discount_t, q_t_value, q_t_selector, allowed_t],
                    [2, 1, 1, 1, 2, 2, 2])
   g_t = _masked_argmax(q_t_selector, allowed_t)
   next_value = jnp.take_along_axis(q_t_value, g_t[:, None], axis=-1)[:, 0]
-  target = r_t - price_tm1 * g_tm1 + discount_t * next_value
+  calls = g_tm1 if calls_tm1 is None else calls_tm1
+  target = r_t - price_tm1 * calls + discount_t * next_value
   taken = jnp.take_along_axis(q_tm1, g_tm1[:, None], axis=-1)[:, 0]
   return jax.lax.stop_gradient(target) - taken
 

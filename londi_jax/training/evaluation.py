@@ -278,8 +278,8 @@ def switcher_flops(q_params) -> int:
 
 def make_londi_rule_builder(config, num_envs: int):
   """Builds `londi(q_params, name, **info) -> Method`: the greedy learned switch (no exploration)
-  under the hard-budget mask; rows are padded to `num_envs` so one compilation serves every
-  batch and member."""
+  under the hard-budget mask, decided every `switcher.hold` steps of an episode; rows are padded
+  to `num_envs` so one compilation serves every batch and member."""
   import jax
   import jax.numpy as jnp
 
@@ -289,6 +289,7 @@ def make_londi_rule_builder(config, num_envs: int):
 
   sw = config.switcher
   budget = int(sw.budget)
+  hold = int(sw.get("hold", 1))
 
   @jax.jit
   def greedy(params, phi, remaining):
@@ -296,13 +297,21 @@ def make_londi_rule_builder(config, num_envs: int):
     return greedy_switch(q, budget_lib.allowed_switches(remaining, budget))
 
   def londi(q_params, name: str = "londi", **info) -> Method:
+    held: dict[int, int] = {}  # episode seed -> the switch of its latest decision
+
     def rule(v: View):
       n = len(v.t)
       phi = np.zeros((num_envs, v.phi.shape[1]), np.float32)  # [num_envs, F]
       phi[:n] = v.phi
       remaining = np.zeros(num_envs, np.int32)
       remaining[:n] = v.remaining
-      return np.asarray(greedy(q_params, jnp.asarray(phi), jnp.asarray(remaining)))[:n]
+      g = np.array(greedy(q_params, jnp.asarray(phi), jnp.asarray(remaining))[:n])
+      if hold > 1:  # decide every `hold` steps of an episode, as in training
+        for j, (seed, t) in enumerate(zip(v.episode_seeds.tolist(), v.t.tolist())):
+          if t % hold == 0:
+            held[seed] = int(g[j])
+          g[j] = held[seed]
+      return g
 
     return Method(name, rule, switcher_flops=switcher_flops(q_params), info=info)
 

@@ -6,8 +6,8 @@ Each acting step, for `M` members with `B` environment rows each (`R = M * B` ro
     -> jitted member step (replay write, U updates every k steps, epsilon-greedy switch) -> g [M, B]
     -> large LM on the rows with g = 1 (padded to a batch bucket) -> actions -> environments
 
-Transitions are written one step late: the step that sees `phi(s_t)` completes the transition
-of `s_{t-1}`. An episode's end (success, failure or the step limit) is terminal for the switcher
+Transitions are written `n` steps late (`switcher.n_step`): the step that sees `phi(s_t)` completes
+the n-step transition of `s_{t-n}`. An episode's end (success, failure or the step limit) is terminal for the switcher
 (discount 0); with the time fraction in `phi` the step limit is part of the state, so this is
 exact. The Lagrangian's measured value is an exponential average of the greedy call rate (times
 the average episode length for `calls_per_episode`).
@@ -41,6 +41,18 @@ MEASURE_DECAY = 0.99  # of the exponential average of the greedy call rate
 PERIODIC_EVAL_SEED = 500_000  # periodic evaluations play `dev` seeds far from training's
 
 
+REWARDS = ("env", "success")
+
+
+def switcher_reward(kind: str, reward: float, done: bool, info: dict) -> float:
+  """The reward the switcher learns from: the environment's own (`env`; BabyAI pays
+  `1 - 0.9 t / T` on success, so it also prices speed), or 1 on success and 0 otherwise
+  (`success`, the rate the reports measure). Evaluation always reports both."""
+  if kind == "success":
+    return float(done and bool(info.get("success")))
+  return reward
+
+
 class Interrupted(RuntimeError):
   """Raised by `train(..., stop_after=n)` after step n, as if the process had been killed."""
 
@@ -50,6 +62,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       config.eval_every and config.eval_every % config.log_every):
     raise ValueError("checkpoint_every and eval_every must be multiples of log_every, got "
                      f"{config.checkpoint_every}, {config.eval_every} and {config.log_every}")
+  if config.reward not in REWARDS:
+    raise ValueError(f"reward must be one of {REWARDS}, got {config.reward!r}")
   if config.policies.action not in ("sampled", "greedy"):
     raise ValueError(f"policies.action must be sampled or greedy, got {config.policies.action!r}")
 
@@ -145,7 +159,8 @@ class Trainer:
     tick = time.perf_counter()
     self.members, g, greedy, self._step_metrics = self.step_fn(
         self.members, phi.reshape(m, b, -1), self.remaining.reshape(m, b).astype(np.int32),
-        self.reward.reshape(m, b), self.discount.reshape(m, b), measured.astype(np.float32))
+        np.array([row.t for row in rows], np.int32).reshape(m, b), self.reward.reshape(m, b),
+        self.discount.reshape(m, b), measured.astype(np.float32))
     g, greedy = np.asarray(g).reshape(-1), np.asarray(greedy).reshape(-1)  # [R]
     clock["update"] += time.perf_counter() - tick
     ep_seeds = np.array([row.seed for row in rows], np.int64)
@@ -162,7 +177,7 @@ class Trainer:
     tick = time.perf_counter()
     for i, row in enumerate(rows):
       reward, done, info = row.step(cands[i][actions[i]], int(g[i]))
-      self.reward[i] = reward
+      self.reward[i] = switcher_reward(cfg.reward, reward, done, info)
       self.discount[i] = 0.0 if done else self.gamma
       if self.budget > 0:
         self.remaining[i] -= int(g[i])
@@ -244,8 +259,9 @@ class Trainer:
          "calls_per_episode": r["large_calls"] / r["num_episodes"]}
         for c, r in zip(self.costs, results)]}
     self.metrics.write(record)
-    # The switcher's own objective, return minus the price of its calls, averaged over members.
-    score = float(np.mean([m["mean_return"] - m["cost"] * m["calls_per_episode"]
+    # The switcher's own objective, its reward minus the price of its calls, averaged over members.
+    gain = "success_rate" if self.config.reward == "success" else "mean_return"
+    score = float(np.mean([m[gain] - m["cost"] * m["calls_per_episode"]
                            for m in record["members"]]))
     self.log(f"eval step {self.step}: " + " | ".join(
         f"c={m['cost']:g}: success {m['success_rate']:.3f} calls {m['large_call_fraction']:.3f}"

@@ -1,11 +1,15 @@
 """Switchers trained together: per-member state and the jitted step, `vmap`ped over members.
 
-One call of `step` per acting step does, for every member at once: complete the previous step's
-transition with this step's `phi(s_t)` and `z_t` and write it to replay, run `U` updates in one
-`lax.scan` when `k` steps have passed and replay holds `min_replay` transitions, and choose this
-step's switches epsilon-greedily (and greedily, for the measured call rate) under the hard-budget
-mask. Members differ in seed and in cost `c` (both live in the state, so one compilation serves
+One call of `step` per acting step does, for every member at once: choose this step's switches
+epsilon-greedily (and greedily, for the measured call rate) under the hard-budget mask, complete
+the transition of the step `n` steps back (`switcher.n_step`, `switching.nstep`) with this step's
+`phi(s_t)` and `z_t` and write it to replay, and run `U` updates in one `lax.scan` when `k` steps
+have passed and replay holds `min_replay` transitions. Members differ in seed and in cost `c` (both live in the state, so one compilation serves
 them all); each has its own `B` environment rows because its switches change its trajectories.
+
+With `switcher.share_replay` every member writes the transitions of all `M` members to its own
+replay (an `all_gather` over the member axis): the price `c` enters only the loss, so each member's
+off-policy Q-learning can use every member's experience, `M` times the data at no extra acting.
 """
 
 from __future__ import annotations
@@ -21,17 +25,9 @@ from londi_jax.replay import ReplayState, replay_add, replay_init
 from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.acting import epsilon_greedy_switch, greedy_switch, linear_epsilon
 from londi_jax.switching.config import member_seeds_and_costs
-from londi_jax.switching.learner import (LearnerState, Transition, example_transition,
-                                         init_learner, make_train_many, q_values)
-
-
-@struct.dataclass
-class Pending:
-  """The first half of each row's latest transition, `(phi_tm1, z_tm1, g_tm1)`."""
-
-  features: jnp.ndarray  # [B, F]
-  remaining: jnp.ndarray  # [B] int32
-  switch: jnp.ndarray  # [B] int32
+from londi_jax.switching.learner import (LearnerState, example_transition, init_learner,
+                                         make_train_many, q_values)
+from londi_jax.switching.nstep import NStepWindow, held_switch, nstep_init, nstep_push
 
 
 @struct.dataclass
@@ -40,18 +36,22 @@ class MemberState:
 
   learner: LearnerState
   replay: ReplayState
-  pending: Pending
-  has_pending: jnp.ndarray  # [] bool
+  window: NStepWindow  # the last n steps of each row, awaiting their n-step transitions
   steps: jnp.ndarray  # [] int32, acting steps so far
   act_key: jax.Array  # per-step keys are fold_in(act_key, steps)
 
 
+MEMBER_AXIS = "members"  # the vmapped axis the shared replay gathers over
+
+
 def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
   """Builds `init(seed, cost) -> MemberState` and
-  `step(member, phi [B, F], remaining [B], reward [B], discount [B], measured [])
+  `step(member, phi [B, F], remaining [B], t [B], reward [B], discount [B], measured [])
   -> (member, switches [B], greedy [B], metrics)` for one member (to be `vmap`ped and `jit`ted).
 
-  `reward` and `discount` belong to the previous step's transition (ignored at the first step);
+  `t` is each row's step in its episode (a row decides when `t % switcher.hold == 0` and holds
+  its switch in between); `reward` and `discount` belong to the previous step (ignored at the
+  first step);
   `measured` is the member's current call rate (or calls per episode) for the Lagrangian.
   """
   sw = config.switcher
@@ -59,38 +59,45 @@ def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
   num_rows = int(config.num_envs)
   train_many = make_train_many(sw, int(sw.num_updates))
   min_replay, train_every = int(sw.min_replay), int(sw.train_every)
+  share = bool(sw.share_replay)
+  hold = int(sw.hold)
+  if hold < 1:
+    raise ValueError(f"switcher.hold must be >= 1, got {hold}")
 
   def init(seed, cost):
     learner_key, act_key = jax.random.split(jax.random.PRNGKey(seed))
     return MemberState(
         learner=init_learner(sw, learner_key, feature_dim, cost),
         replay=replay_init(example_transition(feature_dim), int(sw.replay_capacity)),
-        pending=Pending(features=jnp.zeros((num_rows, feature_dim), jnp.float32),  # [B, F]
-                        remaining=jnp.zeros((num_rows,), jnp.int32),
-                        switch=jnp.zeros((num_rows,), jnp.int32)),
-        has_pending=jnp.zeros((), bool), steps=jnp.zeros((), jnp.int32), act_key=act_key)
+        window=nstep_init(int(sw.n_step), num_rows, feature_dim),
+        steps=jnp.zeros((), jnp.int32), act_key=act_key)
 
-  def step(member: MemberState, phi, remaining, reward, discount, measured):
-    p = member.pending
-    replay = replay_add(member.replay, Transition(
-        features_tm1=p.features, remaining_tm1=p.remaining, switch_tm1=p.switch,
-        reward_t=reward, discount_t=discount, features_t=phi, remaining_t=remaining),
-        member.has_pending)
-    ready = member.has_pending & (replay.size >= min_replay) & (member.steps % train_every == 0)
-    learner, train_metrics = train_many(member.learner, replay, measured, ready)
-    q = q_values(sw, learner.q_params, phi, remaining)  # [B, 2]
+  def step(member: MemberState, phi, remaining, t, reward, discount, measured):
+    q = q_values(sw, member.learner.q_params, phi, remaining)  # [B, 2]
     allowed = budget_lib.allowed_switches(remaining, budget)  # [B, 2]
     epsilon = linear_epsilon(member.steps, sw.epsilon_start, sw.epsilon_end,
                              sw.epsilon_decay_steps)
     key = jax.random.fold_in(member.act_key, member.steps)
-    switches = epsilon_greedy_switch(q, allowed, epsilon, key)
-    greedy = greedy_switch(q, allowed)
+    decide = t % hold == 0  # [B] each row decides every `hold` steps of its episode
+    held = held_switch(member.window) * allowed[:, 1]  # a held call stops when the budget does
+    decisions = jnp.where(decide, epsilon_greedy_switch(q, allowed, epsilon, key),
+                          held_switch(member.window))
+    switches = jnp.where(decide, decisions, held)
+    greedy = jnp.where(decide, greedy_switch(q, allowed), held)
+    window, transition, valid = nstep_push(member.window, reward, discount, phi, remaining,
+                                           decisions, decide, executed=switches)
+    if share:  # [M, B, ...] -> [M * B, ...]
+      transition, valid = jax.tree_util.tree_map(
+          lambda x: x.reshape((-1,) + x.shape[2:]),
+          jax.lax.all_gather((transition, valid), MEMBER_AXIS))
+    replay = replay_add(member.replay, transition, valid)
+    ready = (replay.size >= max(min_replay, 1)) & (member.steps % train_every == 0)
+    learner, train_metrics = train_many(member.learner, replay, measured, ready)
     metrics = dict(train_metrics, epsilon=epsilon, trained=ready.astype(jnp.float32),
                    lagrange=learner.lagrange, replay_size=replay.size)
     member = MemberState(
-        learner=learner, replay=replay,
-        pending=Pending(features=phi, remaining=remaining, switch=switches),
-        has_pending=jnp.ones((), bool), steps=member.steps + 1, act_key=member.act_key)
+        learner=learner, replay=replay, window=window, steps=member.steps + 1,
+        act_key=member.act_key)
     return member, switches, greedy, metrics
 
   return init, step
@@ -102,7 +109,7 @@ def make_members(config: ml_collections.ConfigDict, feature_dim: int):
   init, step = make_member_fns(config, feature_dim)
   seeds, costs = member_seeds_and_costs(config)
   members = jax.jit(jax.vmap(init))(jnp.asarray(seeds, jnp.int32), jnp.asarray(costs, jnp.float32))
-  return members, jax.jit(jax.vmap(step), donate_argnums=0)
+  return members, jax.jit(jax.vmap(step, axis_name=MEMBER_AXIS), donate_argnums=0)
 
 
 def make_greedy_fn(config: ml_collections.ConfigDict):

@@ -8,6 +8,7 @@ import os
 import platform
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -19,6 +20,15 @@ PLOT_NAME = "success_vs_calls.png"
 
 def _group(methods: dict, prefix: str) -> list[tuple[float, dict]]:
   return sorted((m["cost"], m) for name, m in methods.items() if name.startswith(prefix + "_"))
+
+
+def paired_difference(a: dict, b: dict) -> tuple[float, float]:
+  """Mean and standard error of the per-episode success difference `a - b` of two methods that
+  played the same episodes (matched by seed), the paired comparison of common random numbers."""
+  by_seed = {e["seed"]: float(e["success"]) for e in b["episodes"]}
+  d = np.array([float(e["success"]) - by_seed[e["seed"]] for e in a["episodes"]])
+  se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+  return float(np.mean(d)), se
 
 
 def plot(eval_result: dict, path: str) -> None:
@@ -75,20 +85,32 @@ def write_report(workdir: str, command: str = "", extra: dict | None = None) -> 
       "", format_table(methods), "",
       f"![success against large-call fraction]({PLOT_NAME})", "",
       "## Against the target (within 2 points of large-only success, >= 40% compute saved)", "",
-      "| cost c | success - large-only | compute saved | met |", "|---|---|---|---|"]
+      "| cost c | success - large-only (95% paired interval) | success - random at its rate "
+      "| compute saved | met |", "|---|---|---|---|---|"]
   for c, m in _group(methods, "londi"):
-    gap = m["success_rate"] - large["success_rate"]
+    gap, se = paired_difference(m, large)
     saved = 1 - m["compute_relative_to_large"]
-    lines.append(f"| {c:g} | {gap:+.3f} | {saved:.1%} | {'yes' if gap >= -0.02 and saved >= 0.4 else 'no'} |")
+    random = [r for rc, r in _group(methods, "random") if rc == c]
+    vs_random = "-"
+    if random:
+      d, d_se = paired_difference(m, random[0])
+      vs_random = f"{d:+.3f} ± {1.96 * d_se:.3f}"
+    met = "yes" if gap >= -0.02 and saved >= 0.4 else "no"
+    lines.append(f"| {c:g} | {gap:+.3f} ± {1.96 * se:.3f} | {vs_random} | {saved:.1%} | {met} |")
   lines += [
       "", "Compute is total forward FLOPs over the episodes relative to large-only, counting the "
-      "small LM and the switcher (DESIGN.md Sec. 2.2); the oracle's knowledge of where the two "
+      "small LM and the switcher (DESIGN.md Sec. 2.2). Differences are per-episode success "
+      "differences on the same episodes (mean ± 1.96 standard errors). The oracle's knowledge of where the two "
       "policies disagree is free, so it is a bound. s/step is measured wall time per environment "
       "step, compilation excluded.", "",
       "## Run", "",
       f"- policies: `{config['policies']['dir'] or config['policies']['small']}`",
       f"- members: {len(result['member_costs'])}, {config['num_envs']} rows each, "
-      f"{config['train_steps']} acting steps",
+      f"{config['train_steps']} acting steps; switcher reward `{config.get('reward', 'env')}`, "
+      f"decisions held {config['switcher'].get('hold', 1)} steps, "
+      f"{config['switcher'].get('n_step', 1)}-decision targets, discount "
+      f"{config['switcher']['discount']:g}, shared replay "
+      f"{config['switcher'].get('share_replay', False)}",
       f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"]
   if command:
     lines.append(f"- command: `{command}`")
