@@ -6,10 +6,11 @@ Each acting step, for `M` members with `B` environment rows each (`R = M * B` ro
     -> jitted member step (replay write, U updates every k steps, epsilon-greedy switch) -> g [M, B]
     -> large LM on the rows with g = 1 (padded to a batch bucket) -> actions -> environments
 
-Transitions are written `n` steps late (`switcher.n_step`): the step that sees `phi(s_t)` completes
-the n-step transition of `s_{t-n}`. An episode's end (success, failure or the step limit) is terminal for the switcher
-(discount 0); with the time fraction in `phi` the step limit is part of the state, so this is
-exact. The Lagrangian's measured value is an exponential average of the greedy call rate (times
+A row decides every `switcher.hold` steps of its episode, and each decision's transition is
+written `switcher.n_step` decisions late, by the step that sees the bootstrap state
+(`switching.nstep`). An episode's end (success, failure or the step limit) is terminal for the
+switcher (discount 0); with the time fraction in `phi` the step limit is part of the state, so
+this is exact. The Lagrangian's measured value is an exponential average of the greedy call rate (times
 the average episode length for `calls_per_episode`).
 
 Checkpoints hold every member's state (replay included) and the rows as seeds and actions, so a

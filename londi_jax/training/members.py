@@ -1,11 +1,13 @@
 """Switchers trained together: per-member state and the jitted step, `vmap`ped over members.
 
 One call of `step` per acting step does, for every member at once: choose this step's switches
-epsilon-greedily (and greedily, for the measured call rate) under the hard-budget mask, complete
-the transition of the step `n` steps back (`switcher.n_step`, `switching.nstep`) with this step's
-`phi(s_t)` and `z_t` and write it to replay, and run `U` updates in one `lax.scan` when `k` steps
-have passed and replay holds `min_replay` transitions. Members differ in seed and in cost `c` (both live in the state, so one compilation serves
-them all); each has its own `B` environment rows because its switches change its trajectories.
+epsilon-greedily (and greedily, for the measured call rate) under the hard-budget mask on the rows
+that decide now (every `switcher.hold` steps of their episode; the others keep their latest
+decision), complete the n-step transition of the decision `n` decisions back (`switcher.n_step`,
+`switching.nstep`) with this step's `phi(s_t)` and `z_t` and write it to replay, and run `U`
+updates in one `lax.scan` every `k` steps once replay holds `min_replay` transitions. Members
+differ in seed and in cost `c` (both live in the state, so one compilation serves them all); each
+has its own `B` environment rows because its switches change its trajectories.
 
 With `switcher.share_replay` every member writes the transitions of all `M` members to its own
 replay (an `all_gather` over the member axis): the price `c` enters only the loss, so each member's
