@@ -65,8 +65,10 @@ def make_member_fns(config: ml_collections.ConfigDict, mdp: SwitchingMDP):
   for one member; `run_chunk` scans `config.log_every` acting steps, each followed by `U`
   updates every `k` steps once replay holds `min_replay` transitions."""
   sw = config.switcher
-  if int(sw.n_step) != 1:
-    raise ValueError(f"the diagnostic trains one-step targets; switcher.n_step={sw.n_step}")
+  if int(sw.n_step) != 1 or int(sw.hold) != 1 or sw.share_replay:
+    raise ValueError("the diagnostic trains one-step targets on per-step decisions with a replay "
+                     f"per member; got switcher.n_step={sw.n_step}, hold={sw.hold}, "
+                     f"share_replay={sw.share_replay}")
   budget = int(sw.budget)
   num_states = mdp.num_states
   num_envs = int(config.num_envs)
@@ -173,8 +175,6 @@ def rollout_calls(config: ml_collections.ConfigDict, mdp: SwitchingMDP, q_params
     `(calls, returns)`, each `[eval_episodes]`: large calls and discounted return per episode.
   """
   sw = config.switcher
-  if int(sw.n_step) != 1:
-    raise ValueError(f"the diagnostic trains one-step targets; switcher.n_step={sw.n_step}")
   budget = int(sw.budget)
   num_states = mdp.num_states
   episodes = int(config.eval_episodes)
