@@ -4,10 +4,9 @@ For a transition `(s_tm1, g_tm1, r_t, s_t)` the target is
 
     r_t - (c + lambda) * g_tm1 + discount_t * Q_target(s_t, argmax_{g allowed at s_t} Q_online(s_t, g))
 
-(its n-step form is in `switching.nstep`).
 where `discount_t` is `gamma` (0 at a terminal state) and the allowed switches come from the hard
 budget. The single-transition form follows rlax's `double_q_learning`; the batched twin computes the
-same thing without `vmap`.
+same thing without `vmap`, and also takes the n-step form of `switching.nstep`.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ A row decides every `switcher.hold` steps of its episode, and each decision's tr
 written `switcher.n_step` decisions late, by the step that sees the bootstrap state
 (`switching.nstep`). An episode's end (success, failure or the step limit) is terminal for the
 switcher (discount 0); with the time fraction in `phi` the step limit is part of the state, so
-this is exact. The Lagrangian's measured value is an exponential average of the greedy call rate (times
-the average episode length for `calls_per_episode`).
+this is exact. The Lagrangian's measured value is an exponential average of the greedy call rate
+(times the average episode length for `calls_per_episode`).
 
 Checkpoints hold every member's state (replay included) and the rows as seeds and actions, so a
 run interrupted and resumed replays exactly the same episodes and ends with the same metrics.

@@ -38,7 +38,7 @@ class MemberState:
 
   learner: LearnerState
   replay: ReplayState
-  window: NStepWindow  # the last n steps of each row, awaiting their n-step transitions
+  window: NStepWindow  # the last n decisions of each row, awaiting their n-step transitions
   steps: jnp.ndarray  # [] int32, acting steps so far
   act_key: jax.Array  # per-step keys are fold_in(act_key, steps)
 
@@ -53,8 +53,8 @@ def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
 
   `t` is each row's step in its episode (a row decides when `t % switcher.hold == 0` and holds
   its switch in between); `reward` and `discount` belong to the previous step (ignored at the
-  first step);
-  `measured` is the member's current call rate (or calls per episode) for the Lagrangian.
+  first step); `measured` is the member's current call rate (or calls per episode) for the
+  Lagrangian.
   """
   sw = config.switcher
   budget = int(sw.budget)
@@ -82,8 +82,7 @@ def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
     key = jax.random.fold_in(member.act_key, member.steps)
     decide = t % hold == 0  # [B] each row decides every `hold` steps of its episode
     held = held_switch(member.window) * allowed[:, 1]  # a held call stops when the budget does
-    decisions = jnp.where(decide, epsilon_greedy_switch(q, allowed, epsilon, key),
-                          held_switch(member.window))
+    decisions = epsilon_greedy_switch(q, allowed, epsilon, key)  # kept only where `decide`
     switches = jnp.where(decide, decisions, held)
     greedy = jnp.where(decide, greedy_switch(q, allowed), held)
     window, transition, valid = nstep_push(member.window, reward, discount, phi, remaining,
