@@ -21,8 +21,8 @@ from absl import app, flags
 import numpy as np
 
 from londi_jax import envs
-from londi_jax.envs.babyai_render import describe
-from londi_jax.envs.babyai_text import ACTIONS
+from londi_jax.envs.babyai.render import describe
+from londi_jax.envs.babyai.env import ACTIONS
 from londi_jax.envs.vector import make_vector
 
 def _best_rates(runs: dict[str, tuple[Callable[[], float | None], int]], repeats: int

@@ -40,8 +40,8 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.pretrain.enabled = False
   c.pretrain.preset = "babyai_text"
 
-  # phi(s) of DESIGN.md Sec. 2.1; the budget fraction z / n enters the Q network itself whenever
-  # `switcher.budget > 0`.
+  # phi(s) (docs/architecture.md: what the switcher sees); the budget fraction z / n enters the Q
+  # network itself whenever `switcher.budget > 0`.
   c.features = ml_collections.ConfigDict()
   c.features.hidden = True  # the small LM's mean-pooled prompt state
   c.features.confidence = True  # max probability, entropy, top-2 margin of the small LM

@@ -4,7 +4,7 @@
     python -m launch.demos --env babyai_text/BabyAI-GoToLocal-v0,babyai_text/BabyAI-PickupLoc-v0 \
         --episodes 500 --out DIR --split test
 
-Writes `DIR/demos.jsonl` and `DIR/summary.json` (`londi_jax.demos`), then prints the expert's
+Writes `DIR/demos.jsonl` and `DIR/summary.json` (`londi_jax.envs.demo_files`), then prints the expert's
 success rate per environment and level as a table and, last, as one JSON line. Each env id's
 family (`babyai_text/...`, `scienceworld/...`) selects the module whose `collect` plays the expert.
 """
@@ -19,13 +19,13 @@ from typing import Any
 from absl import app, flags
 import tqdm
 
-from londi_jax.demos import DemoWriter
+from londi_jax.envs.demo_files import DemoWriter
 from londi_jax.envs.base import UnknownEnvironmentError
 
 # env id family -> module with `collect(env_id, writer, *, episodes, seed, split, ...) -> dict`.
 COLLECTORS = {
-    "babyai_text": "londi_jax.envs.babyai_demos",
-    "scienceworld": "londi_jax.envs.scienceworld_demos",
+    "babyai_text": "londi_jax.envs.babyai.expert",
+    "scienceworld": "londi_jax.envs.scienceworld.gold",
 }
 
 def collector(env_id: str):

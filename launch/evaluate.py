@@ -1,4 +1,4 @@
-"""Evaluates a trained LONDI run and every baseline on the same episodes (DESIGN.md Sec. 2.3).
+"""Evaluates a trained LONDI run and every baseline on the same episodes (docs/evaluation.md).
 
     python -m launch.evaluate --workdir DIR [--episodes N] [--seed S] [--checkpoint latest|best]
 

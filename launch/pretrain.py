@@ -31,10 +31,10 @@ from ml_collections import config_flags
 import ml_collections
 import orbax.checkpoint as ocp
 
-from londi_jax.demos import DemoWriter, read_demos
-from londi_jax.envs import babyai_demos
-from londi_jax.envs.babyai_text import ACTIONS
-from londi_jax.envs.prompts import PromptConfig, compact_sentence
+from londi_jax.envs.demo_files import DemoWriter, read_demos
+from londi_jax.envs.babyai import expert as babyai_expert
+from londi_jax.envs.babyai.env import ACTIONS
+from londi_jax.envs.babyai.prompts import PromptConfig, compact_sentence
 from londi_jax.policies import bc
 from londi_jax.policies.checkpoint import load_pretrained
 from londi_jax.policies.config import DecoderConfig
@@ -76,7 +76,7 @@ def collect_demos(config: ml_collections.ConfigDict, workdir: str) -> str:
     return out
   with DemoWriter(out) as writer:
     for env_id in config.levels:
-      s = babyai_demos.collect(env_id, writer, episodes=config.demos.episodes_per_level,
+      s = babyai_expert.collect(env_id, writer, episodes=config.demos.episodes_per_level,
                                seed=config.seed, split="train")
       log(f"demos {env_id}: {s['episodes']} episodes, expert success {s['success_rate']:.3f}, "
           f"{s['records']} steps")

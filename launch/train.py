@@ -1,4 +1,4 @@
-"""Trains LONDI switchers over a small and a large LM policy (DESIGN.md Sec. 2.4).
+"""Trains LONDI switchers over a small and a large LM policy (docs/architecture.md).
 
     python -m launch.train --config configs/londi.py:babyai_text --workdir DIR \
         [--config.member_costs=0.01,0.03 --config.switcher.budget=5 ...]

@@ -9,7 +9,8 @@ from minigrid.minigrid_env import MiniGridEnv
 
 from bench.babyai_text import bench
 from londi_jax import envs
-from londi_jax.envs import babyai_demos, babyai_render
+from londi_jax.envs.babyai import expert as babyai_expert
+from londi_jax.envs.babyai import render as babyai_render
 from londi_jax.envs.base import InvalidActionError, UnknownEnvironmentError
 
 SIX_ACTIONS = ("turn left", "turn right", "go forward", "pick up", "drop", "toggle")
@@ -162,7 +163,7 @@ def test_truncation_at_the_step_limit():
 def test_expert_succeeds_with_the_documented_reward():
   env = envs.make("babyai_text/BabyAI-GoToLocal-v0")
   obs = env.reset(seed=3)
-  steps, outcome = babyai_demos.run_expert(env, seed=3)
+  steps, outcome = babyai_expert.run_expert(env, seed=3)
   assert outcome["success"]
   assert steps[0]["sentences"] == list(obs.sentences)
   assert outcome["return"] == pytest.approx(1 - 0.9 * len(steps) / 64)  # GoToLocal: 8x8 room
@@ -173,7 +174,7 @@ def test_expert_succeeds_with_the_documented_reward():
                                   "mixed-test"])
 def test_expert_solves_every_level(name):
   env = envs.make(f"babyai_text/{name}")
-  outcomes = [babyai_demos.run_expert(env, seed)[1] for seed in range(20)]
+  outcomes = [babyai_expert.run_expert(env, seed)[1] for seed in range(20)]
   assert all(o["success"] for o in outcomes)
 
 

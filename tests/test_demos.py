@@ -5,10 +5,11 @@ import json
 import pytest
 
 from launch import demos as launch_demos
-from londi_jax import demos, envs
-from londi_jax.envs import babyai_demos
+from londi_jax import envs
+from londi_jax.envs import demo_files as demos
+from londi_jax.envs.babyai import expert as babyai_expert
 from londi_jax.envs.base import UnknownEnvironmentError
-from londi_jax.envs.prompts import PromptConfig, episode_prompts
+from londi_jax.envs.babyai.prompts import PromptConfig, episode_prompts
 
 
 def _record(episode, step, action="go forward"):
@@ -57,7 +58,7 @@ def test_babyai_collect_is_deterministic_and_replays(tmp_path):
   summaries = []
   for name in ("a", "b"):
     with demos.DemoWriter(tmp_path / name) as writer:
-      summaries.append(babyai_demos.collect(env_id, writer, episodes=3, seed=4, split="dev"))
+      summaries.append(babyai_expert.collect(env_id, writer, episodes=3, seed=4, split="dev"))
   first, second = (list(demos.read_demos(tmp_path / name)) for name in ("a", "b"))
   assert first == second and summaries[0] == summaries[1]
   summary = summaries[0]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs.diagnostic import get_config
-from londi_jax import diagnostic
+from londi_jax.diagnostic import loop as diagnostic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -67,7 +67,7 @@ def test_eval_json_is_written_with_every_method(result):
 
 def test_all_methods_play_identical_seeds(result):
   _, saved, _ = result
-  # `test` split seeds start at 2,000,000 (babyai_demos.SPLIT_SEED_OFFSETS), one per episode.
+  # `test` split seeds start at 2,000,000 (londi_jax.envs.seeds.SPLIT_SEED_OFFSETS), one per episode.
   expected = [2_000_000 + SEED + k for k in range(EPISODES)]
   assert saved["seeds"] == expected
   for name, m in saved["methods"].items():

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from londi_jax.replay import replay_add, replay_init
+from londi_jax.switching.replay import replay_add, replay_init
 from londi_jax.switching import (SwitchBatch, Transition, example_transition, init_learner,
                                  make_train_many, make_update, switcher_config)
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from londi_jax.envs.prompts import PromptConfig
+from londi_jax.envs.babyai.prompts import PromptConfig
 from londi_jax.policies import Buckets, load_policy
 from londi_jax.policies.rollout import evaluate_policy, wilson_interval
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from configs.pretrain import get_config
 from launch import pretrain
-from londi_jax.demos import read_demos
-from londi_jax.envs.prompts import PromptConfig
+from londi_jax.envs.demo_files import read_demos
+from londi_jax.envs.babyai.prompts import PromptConfig
 from londi_jax.policies import load_policy
 from londi_jax.policies.bc import episodes_of, prompts_and_actions
 

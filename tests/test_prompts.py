@@ -3,7 +3,7 @@
 import pytest
 
 from londi_jax.envs.base import Observation
-from londi_jax.envs.prompts import (
+from londi_jax.envs.babyai.prompts import (
     PromptConfig,
     PromptHistory,
     build_prompt,

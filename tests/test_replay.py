@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from londi_jax.replay import replay_add, replay_init, replay_sample
+from londi_jax.switching.replay import replay_add, replay_init, replay_sample
 
 
 def _items(start, n):

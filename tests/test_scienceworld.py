@@ -11,10 +11,12 @@ import signal
 import pytest
 
 from londi_jax import envs
-from londi_jax.demos import DemoWriter, read_demos
-from londi_jax.envs import scienceworld, scienceworld_candidates, scienceworld_demos
+from londi_jax.envs.demo_files import DemoWriter, read_demos
+from londi_jax.envs.scienceworld import candidates as scienceworld_candidates
+from londi_jax.envs.scienceworld import env as scienceworld
+from londi_jax.envs.scienceworld import gold as scienceworld_gold
 from londi_jax.envs.base import UnknownEnvironmentError
-from londi_jax.envs.scienceworld_prompts import PromptConfig, Turn, build_prompt
+from londi_jax.envs.scienceworld.prompts import PromptConfig, Turn, build_prompt
 from londi_jax.envs.workers import EnvWorker, descendant_pids
 
 pytest.importorskip("scienceworld")
@@ -119,7 +121,7 @@ def test_worker_recovers_from_a_killed_jvm(living, caplog):
 
 def test_collect_writes_gold_demonstrations(tmp_path):
   with DemoWriter(tmp_path) as writer:
-    summary = scienceworld_demos.collect("scienceworld/find-non-living-thing", writer,
+    summary = scienceworld_gold.collect("scienceworld/find-non-living-thing", writer,
                                          episodes=2, seed=0)
   records = list(read_demos(tmp_path))
   assert summary["episodes"] == 2 and summary["records"] == len(records) > 0

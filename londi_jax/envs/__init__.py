@@ -14,8 +14,8 @@ from londi_jax.envs.base import InvalidActionError, Observation, TextEnv, Unknow
 # family prefix -> module exposing `known_ids() -> tuple[str, ...]` (ids without the prefix)
 # and `make(name: str, **kwargs) -> TextEnv`.
 _FAMILIES = {
-    "babyai_text": "londi_jax.envs.babyai_text",
-    "scienceworld": "londi_jax.envs.scienceworld",
+    "babyai_text": "londi_jax.envs.babyai.env",
+    "scienceworld": "londi_jax.envs.scienceworld.env",
 }
 
 

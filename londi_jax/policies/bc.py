@@ -5,7 +5,7 @@ policy acts from (`scoring.make_candidate_scorer`, GLAM's action scoring):
 
     L = -E_(h, a*) [ log softmax_a( log p_theta(a | prompt(h)) )[a*] ]
 
-Demonstration records (`londi_jax.demos`) carry each step's `mission`, `sentences` and `action`,
+Demonstration records (`londi_jax.envs.demo_files`) carry each step's `mission`, `sentences` and `action`,
 so the prompts are rebuilt here with the policy's own template and history length.
 """
 
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from londi_jax.envs.prompts import PromptConfig, episode_prompts
+from londi_jax.envs.babyai.prompts import PromptConfig, episode_prompts
 from londi_jax.gradients import gradient_step
 from londi_jax.policies.model import Decoder
 from londi_jax.policies.scoring import TokenBatch, candidate_log_softmax, make_candidate_scorer

@@ -1,4 +1,4 @@
-"""Forward FLOPs of the decoder from its config (DESIGN.md Sec. 2.2).
+"""Forward FLOPs of the decoder from its config (docs/architecture.md: compute accounting).
 
 A token costs `2 * matmul_params` in the blocks' matrix products (Kaplan et al. 2020, Sec. 2.1),
 `4 * layers * heads * head_dim * context` in attention (q.k and the weighted sum of v over

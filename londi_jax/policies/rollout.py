@@ -9,8 +9,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from londi_jax import envs
-from londi_jax.envs.babyai_demos import episode_seed
-from londi_jax.envs.prompts import PromptConfig, PromptHistory
+from londi_jax.envs.seeds import episode_seed
+from londi_jax.envs.babyai.prompts import PromptConfig, PromptHistory
 from londi_jax.policies.policy import Policy
 
 
@@ -29,7 +29,7 @@ def evaluate_policy(policy: Policy, prompt_config: PromptConfig, env_ids: Sequen
                     mode: str = "sampled",
                     progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
   """Plays `episodes` episodes, episode `k` of `env_ids[k % len(env_ids)]` with the reset seed
-  `babyai_demos.episode_seed(seed, k, split)` (the `test` split never meets training seeds).
+  `londi_jax.envs.seeds.episode_seed(seed, k, split)` (the `test` split never meets training seeds).
 
   Args:
     policy: acts on `prompt_config` prompts.

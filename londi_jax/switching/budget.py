@@ -1,4 +1,4 @@
-"""Budgets on large-LM calls (DESIGN.md Sec. 1.2).
+"""Budgets on large-LM calls (docs/method.md: budgets).
 
 Hard budget (LONDI-B): the state carries the remaining calls `z` (`z_0 = n`, `z_{t+1} = z_t - g_t`)
 and `g = 1` is masked out at `z = 0`, so the budget holds in every episode by construction

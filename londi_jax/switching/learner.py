@@ -14,7 +14,7 @@ import optax
 from flax import struct
 
 from londi_jax.gradients import gradient_step
-from londi_jax.replay import ReplayState, replay_sample
+from londi_jax.switching.replay import ReplayState, replay_sample
 from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.loss import batched_td_error, huber
 from londi_jax.switching.network import SwitchQNetwork

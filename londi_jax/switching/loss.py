@@ -1,4 +1,4 @@
-"""The impulse-control target and loss (DESIGN.md Sec. 1.1; LICRA, arXiv 2205.15953, Thm. 2).
+"""The impulse-control target and loss (docs/method.md; LICRA, arXiv 2205.15953, Thm. 2).
 
 For a transition `(s_tm1, g_tm1, r_t, s_t)` the target is
 

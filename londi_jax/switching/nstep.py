@@ -8,8 +8,8 @@ step `k_j` and held until the next decision gathers
     R_j = sum_i D_i r_{k_j + i},  C_j = sum_i D_i g_j,  E_j = prod_i discount_{k_j + i}
 
 over its steps `i` (`D_0 = 1`, `D_{i+1} = D_i * discount_{k_j + i}`, `discount = gamma * (1 -
-terminal)`). The n-step target (the n-step form of DESIGN.md Sec. 1.1, as in Rainbow's multi-step
-DQN, over decisions) of decision `j` is
+terminal)`). The n-step target (the n-step form of the
+impulse-control target of docs/method.md, as in Rainbow's multi-step DQN, over decisions) of decision `j` is
 
     sum_{l<n} P_l (R_{j+l} - (c + lambda) C_{j+l})  +  P_n max_g' Q(s_{j+n}, g'),
     P_0 = 1,  P_{l+1} = P_l * E_{j+l}.

@@ -1,4 +1,4 @@
-"""The exact solution of the switching problem on a finite MDP (DESIGN.md Sec. 1.3).
+"""The exact solution of the switching problem on a finite MDP (docs/method.md: exact solver).
 
 With both LM policies fixed, switching is a two-action MDP: `p[g]` is the state-transition matrix
 and `r[g]` the expected one-step reward when policy `g` acts (0 small, 1 large). Its optimal

@@ -1,4 +1,4 @@
-"""LONDI training and evaluation on text environments (DESIGN.md Sec. 2.1-2.4).
+"""LONDI training and evaluation on text environments (docs/architecture.md).
 
 - `features`: the switcher's view `phi(s)`, each part switchable.
 - `lm`: the two LM policies as the loop uses them (loading, per-row FLOPs, common random numbers).

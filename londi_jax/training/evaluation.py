@@ -1,4 +1,4 @@
-"""Evaluating switching rules on fixed episodes: LONDI and the baselines of DESIGN.md Sec. 2.3,
+"""Evaluating switching rules on fixed episodes: LONDI and the baselines of docs/evaluation.md,
 with compute accounting (Sec. 2.2).
 
 Every method plays the same episodes: episode `k` of `levels[k % len(levels)]` reset with seed
@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from londi_jax.envs.babyai_demos import episode_seed
+from londi_jax.envs.seeds import episode_seed
 from londi_jax.training import features as features_lib
 from londi_jax.training.lm import LMRunner, choose_actions, crn_uniform
 from londi_jax.training.rows import Row

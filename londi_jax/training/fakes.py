@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from londi_jax import envs
-from londi_jax.envs.prompts import PromptConfig, PromptHistory
+from londi_jax.envs.babyai.prompts import PromptConfig, PromptHistory
 from londi_jax.policies.config import DecoderConfig
 from londi_jax.policies.model import init_params
 from londi_jax.policies.store import save_policy

@@ -1,4 +1,4 @@
-"""The switcher's view of a state, `phi(s)` (DESIGN.md Sec. 2.1).
+"""The switcher's view of a state, `phi(s)` (docs/architecture.md: what the switcher sees).
 
     phi(s) = [ h_small(prompt) | max_prob, entropy, margin | t / T ]
 

@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from londi_jax.envs.prompts import PromptConfig
+from londi_jax.envs.babyai.prompts import PromptConfig
 from londi_jax.policies import flops as flops_lib
 from londi_jax.policies.policy import Buckets, Policy, PolicyOutput
 from londi_jax.policies.checkpoint import load_pretrained

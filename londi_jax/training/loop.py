@@ -1,4 +1,4 @@
-"""The host-side training loop of DESIGN.md Sec. 2.4 (`launch.train`).
+"""The host-side training loop of docs/architecture.md: one acting step (`launch.train`).
 
 Each acting step, for `M` members with `B` environment rows each (`R = M * B` rows):
 

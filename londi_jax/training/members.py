@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import struct
 
-from londi_jax.replay import ReplayState, replay_add, replay_init
+from londi_jax.switching.replay import ReplayState, replay_add, replay_init
 from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.acting import epsilon_greedy_switch, greedy_switch, linear_epsilon
 from londi_jax.switching.config import member_seeds_and_costs

@@ -99,7 +99,8 @@ def write_report(workdir: str, command: str = "", extra: dict | None = None) -> 
     lines.append(f"| {c:g} | {gap:+.3f} ± {1.96 * se:.3f} | {vs_random} | {saved:.1%} | {met} |")
   lines += [
       "", "Compute is total forward FLOPs over the episodes relative to large-only, counting the "
-      "small LM and the switcher (DESIGN.md Sec. 2.2). Differences are per-episode success "
+      "small LM and the switcher (docs/architecture.md: compute accounting). Differences are "
+      "per-episode success "
       "differences on the same episodes (mean ± 1.96 standard errors). The oracle's knowledge of where the two "
       "policies disagree is free, so it is a bound. s/step is measured wall time per environment "
       "step, compilation excluded.", "",

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from londi_jax import envs
-from londi_jax.envs.babyai_demos import episode_seed
-from londi_jax.envs.prompts import PromptConfig, PromptHistory
+from londi_jax.envs.seeds import episode_seed
+from londi_jax.envs.babyai.prompts import PromptConfig, PromptHistory
 
 
 class Row:

@@ -4,7 +4,7 @@
     obs = env.reset(seed=0)        # obs.mission, obs.sentences, obs.valid_actions
     obs, reward, done, info = env.step("go forward")
 
-Rendering follows DESIGN.md Sec. 3 (`babyai_render`). The reward is minigrid's
+Rendering follows docs/environments.md: BabyAI-Text (`babyai_render`). The reward is minigrid's
 `1 - 0.9 * steps / max_steps` on success, else 0. An episode ends on success, on failure, or at
 the level's step limit (`info["truncated"]`). `mixed-train` and `mixed-test` sample, per episode,
 one of the four mission kinds of `babyai_levels` (GLAM's mixed levels).
@@ -20,8 +20,8 @@ import gymnasium as gym
 import minigrid  # noqa: F401  (registers the BabyAI-* ids with gymnasium)
 import numpy as np
 
-from londi_jax.envs import babyai_levels
-from londi_jax.envs.babyai_render import describe
+from londi_jax.envs.babyai import levels as levels_lib
+from londi_jax.envs.babyai.render import describe
 from londi_jax.envs.base import InvalidActionError, Observation
 
 ACTIONS = ("turn left", "turn right", "go forward", "pick up", "drop", "toggle")
@@ -52,8 +52,8 @@ def make(name: str, **kwargs: Any) -> BabyAITextEnv:
     The environment; its `unwrapped` is the minigrid environment of the current episode.
   """
   if name in MIXED:
-    levels = {kind: babyai_levels.MixedLocalLevel(kind, MIXED[name], **kwargs)
-              for kind in babyai_levels.KINDS}
+    levels = {kind: levels_lib.MixedLocalLevel(kind, MIXED[name], **kwargs)
+              for kind in levels_lib.KINDS}
   else:
     levels = {name: gym.make(name, **kwargs).unwrapped}
   return BabyAITextEnv(levels, env_id=f"babyai_text/{name}")

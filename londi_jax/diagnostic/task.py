@@ -1,5 +1,5 @@
 """A tabular diagnostic task for the switcher: a random finite MDP with two fixed stochastic
-policies, the large one better in some states (DESIGN.md Sec. 1.3).
+policies, the large one better in some states (docs/method.md: the exact solver).
 
 The MDP has primitive actions with transitions `P[s, a, s']` and rewards `R[s, a]`. The large
 policy puts most of its mass on a good action (one step of lookahead on the uniform policy's

@@ -1,4 +1,4 @@
-"""BabyAI-Text rendering: the agent's egocentric view described in sentences (DESIGN.md, Sec. 3).
+"""BabyAI-Text rendering: the agent's egocentric view in sentences (docs/environments.md).
 
 The input is minigrid's encoded partial view (`Grid.encode(vis_mask)` of `gen_obs_grid()`, which
 is also the `"image"` of every minigrid observation): an array `[view, view, 3]` indexed
@@ -60,7 +60,7 @@ def _wall_sentence(line: np.ndarray, direction: str) -> list[str]:
 
 
 def describe(image: np.ndarray, carrying=None) -> tuple[str, ...]:
-  """Describes an encoded egocentric view in sentences, in the order of DESIGN.md Sec. 3.
+  """Describes an encoded egocentric view in sentences, in the order of docs/environments.md.
 
   Args:
     image: `[view, view, 3]` uint8, minigrid's `Grid.encode(vis_mask)` of the agent's view.

@@ -1,9 +1,9 @@
 """Gold-path demonstrations on ScienceWorld.
 
 `collect` plays the simulator's gold path (`generateGoldPath=True`) on the variations of a split
-and writes one record per step (`londi_jax.demos` format) with the compact prompt of
+and writes one record per step (`londi_jax.envs.demo_files` format) with the compact prompt of
 `scienceworld_prompts`. Each gold action is replaced by the candidate that does the same thing
-(`scienceworld_candidates.match_gold`: `examine X` is listed as `look at X`, `thermometer in
+(`candidates_lib.match_gold`: `examine X` is listed as `look at X`, `thermometer in
 inventory` as `thermometer`), so the recorded action is one of the record's `valid_actions`; the
 episode is played with the recorded actions, so its final score shows that the replacements did
 what the gold path did. A gold action without such a candidate is played and recorded as written,
@@ -20,9 +20,9 @@ import statistics
 from typing import Any, Callable
 
 from londi_jax import envs
-from londi_jax.demos import DemoWriter
-from londi_jax.envs import scienceworld_candidates
-from londi_jax.envs.scienceworld_prompts import PromptConfig, PromptHistory
+from londi_jax.envs.demo_files import DemoWriter
+from londi_jax.envs.scienceworld import candidates as candidates_lib
+from londi_jax.envs.scienceworld.prompts import PromptConfig, PromptHistory
 
 _AMBIGUITY_ANSWER = "0"
 
@@ -49,7 +49,7 @@ def play_gold(env, seed: int, config: PromptConfig = PromptConfig()
   steps, uncovered, sizes = [], [], []
   info = {"success": False, "score": 0}
   for gold_action in gold:
-    match = scienceworld_candidates.match_gold(gold_action, env.candidates, env.referents(),
+    match = candidates_lib.match_gold(gold_action, env.candidates, env.referents(),
                                                env.parents())
     action = match.text if match else gold_action
     if match is None:

@@ -12,7 +12,7 @@ failed task, which the simulator scores -100, counts as 0), `info["score"]` the 
 the episode. `step` passes any text to the simulator, whose parser accepts more than its lists
 (an unknown command answers `No known action matches that input.`); an ambiguous command is
 resolved by choosing the simulator's first reading (`info["ambiguous"]`), as the gold paths do.
-`obs.valid_actions` are the candidates of `scienceworld_candidates.build_candidates`.
+`obs.valid_actions` are the candidates of `candidates_lib.build_candidates`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import subprocess
 import weakref
 from typing import Any
 
-from londi_jax.envs import scienceworld_candidates
+from londi_jax.envs.scienceworld import candidates as candidates_lib
 from londi_jax.envs.base import Observation
 from londi_jax.envs.workers import EnvCrashed
 
@@ -127,7 +127,7 @@ class ScienceWorld:
     self._next_seed = 0
     self._steps = 0
     self._score = 0
-    self._candidates: tuple[scienceworld_candidates.Candidate, ...] = ()
+    self._candidates: tuple[candidates_lib.Candidate, ...] = ()
     _LIVE.add(self)
 
   # JVM life.
@@ -273,7 +273,7 @@ class ScienceWorld:
 
   def _observation(self, text: str) -> Observation:
     sim = self.simulator
-    self._candidates = scienceworld_candidates.build_candidates(
+    self._candidates = candidates_lib.build_candidates(
         sim.get_valid_action_object_combinations_with_templates(), self._classes)
     extra = {"observation": text, "look": sim.look(), "inventory": sim.inventory(),
              "score": self._score, "step": self._steps, "task": self.task,
@@ -282,7 +282,7 @@ class ScienceWorld:
                        valid_actions=tuple(c.text for c in self._candidates), extra=extra)
 
   @property
-  def candidates(self) -> tuple[scienceworld_candidates.Candidate, ...]:
+  def candidates(self) -> tuple[candidates_lib.Candidate, ...]:
     """The current candidates with their templates and object ids."""
     return self._candidates
 

@@ -1,7 +1,7 @@
 """Expert demonstrations on BabyAI-Text from minigrid's `BabyAIBot`.
 
 `collect` plays `episodes` episodes of one level with the bot and writes one record per step
-(`londi_jax.demos` format). Episode `k` is reset with seed `offset(split) + seed + k`, so a seed
+(`londi_jax.envs.demo_files` format). Episode `k` is reset with seed `offset(split) + seed + k`, so a seed
 range always gives the same demonstrations, and the splits (`train`, `dev`, `test`) never share
 a seed. Besides the required keys, a record holds what any prompt template needs: `mission`,
 `sentences` (this step's observation) and `step`; earlier observations and actions are the
@@ -16,26 +16,17 @@ from typing import Any, Callable
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from londi_jax import envs
-from londi_jax.demos import DemoWriter
-from londi_jax.envs.babyai_text import ACTIONS
-from londi_jax.envs.prompts import PromptConfig, PromptHistory
-
-SPLIT_SEED_OFFSETS = {"train": 0, "dev": 1_000_000, "test": 2_000_000}
-
-
-def episode_seed(seed: int, episode: int, split: str | None = None) -> int:
-  """The reset seed of demonstration episode `episode` (0-based) of a split."""
-  if split is not None and split not in SPLIT_SEED_OFFSETS:
-    raise ValueError(f"unknown split {split!r}; known: {sorted(SPLIT_SEED_OFFSETS)}")
-  return SPLIT_SEED_OFFSETS.get(split, 0) + seed + episode
-
+from londi_jax.envs.demo_files import DemoWriter
+from londi_jax.envs.babyai.env import ACTIONS
+from londi_jax.envs.babyai.prompts import PromptConfig, PromptHistory
+from londi_jax.envs.seeds import episode_seed
 
 def run_expert(env, seed: int, config: PromptConfig = PromptConfig()
                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
   """Plays one episode with the bot.
 
   Args:
-    env: a BabyAI-Text environment (`londi_jax.envs.babyai_text.BabyAITextEnv`).
+    env: a BabyAI-Text environment (`londi_jax.envs.babyai.env.BabyAITextEnv`).
     seed: the reset seed.
     config: the prompt template written into the records.
 

@@ -2,8 +2,8 @@
 
 The switcher learns from sampled transitions with the same network, replay, update and
 exploration the real training uses; its greedy switching rule is then compared with the exact
-solution of `solve_tabular` (DESIGN.md Sec. 1.3). Several members (seeds and costs) train at once
-under `vmap`.
+solution of `solve_tabular` (docs/method.md: the exact solver). Several members (seeds and
+costs) train at once under `vmap`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import ml_collections
 import numpy as np
 from flax import struct
 
-from londi_jax.replay import ReplayState, replay_add, replay_init
+from londi_jax.switching.replay import ReplayState, replay_add, replay_init
 from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.acting import epsilon_greedy_switch, greedy_switch, linear_epsilon
 from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.switching.learner import (LearnerState, Transition, example_transition,
                                          init_learner, make_train_many, q_values)
 from londi_jax.switching.tabular import evaluate_switching_rule, solve_tabular
-from londi_jax.tabular_task import SwitchingMDP, make_sampler, random_switching_mdp
+from londi_jax.diagnostic.task import SwitchingMDP, make_sampler, random_switching_mdp
 
 
 @struct.dataclass

@@ -3,8 +3,8 @@
 Two templates over the same history (the mission, observations `o_0 .. o_t` and actions
 `a_0 .. a_{t-1}`):
 
-- `glam`: GLAM's verbose prompt (DESIGN.md Sec. 3): the possible actions, the goal, the last
-  observations and actions, ending with the slot for the next action:
+- `glam`: GLAM's verbose prompt (docs/environments.md): the possible actions, the goal, the
+  last observations and actions, ending with the slot for the next action:
 
       Possible actions of the agent: turn left, turn right, go forward, pick up, drop, toggle
       Goal of the agent: go to the red ball

@@ -1,4 +1,4 @@
-"""GLAM's mixed BabyAI levels, defined on minigrid (DESIGN.md Sec. 3).
+"""GLAM's mixed BabyAI levels, defined on minigrid (docs/environments.md: BabyAI-Text).
 
 GLAM (Carta et al. 2023) trained on `BabyAI-MixedTrainLocal` and tested generalisation on
 `BabyAI-MixedTestLocal`; minigrid ships neither. `MixedLocalLevel(kind, split)` rebuilds the four
