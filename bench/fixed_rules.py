@@ -65,8 +65,8 @@ def main() -> None:
     print(f"{method.name:<10s} success {r['success_rate']:.3f}  return {r['mean_return']:.3f}  "
           f"large calls {r['large_call_fraction']:.3f}  length {r['mean_length']:.1f}  "
           f"| {per_level}", flush=True)
-  if "large" in results:
-    large_flops = results["large"]["flops"]
+  if "large_only" in results:
+    large_flops = results["large_only"]["flops"]
     print("compute / large-only: " + ", ".join(
         f"{name} {r['flops'] / large_flops:.3f}" for name, r in results.items()))
 

@@ -66,8 +66,9 @@ def main() -> None:
     trainer.close()
   t = trainer.timings
   rows = args.members * args.num_envs
+  source = f"from {args.policies}" if args.policies else f"{args.sizes} sizes (untrained)"
   print(f"{args.steps} steps of {args.members} members x {args.num_envs} rows ({rows} rows), "
-        f"policies {'from ' + args.policies if args.policies else args.sizes + ' sizes (untrained)'}")
+        f"policies {source}")
   print(f"{args.steps / wall:.2f} steps/s, {args.steps * rows / wall:.0f} env steps/s, "
         f"{(t['total'] - t['compile']) / args.steps * 1e3:.1f} ms/step "
         f"(compilations during the timed steps: {t['compile']:.1f} s, excluded)")

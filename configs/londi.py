@@ -45,7 +45,7 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.features = ml_collections.ConfigDict()
   c.features.hidden = True  # the small LM's mean-pooled prompt state
   c.features.confidence = True  # max probability, entropy, top-2 margin of the small LM
-  c.features.time = True  # t / max_steps
+  c.features.time = True  # t / T, T the environment's step limit
 
   # The switcher's reward: "env" (BabyAI's 1 - 0.9 t / T on success) or "success" (1 on success).
   c.reward = "success"

@@ -12,7 +12,7 @@ seeds. Resumable: rerun the same command and it continues from the latest Orbax 
     DIR/<policy>/ckpt/           Orbax train-state checkpoints (params, optimiser, step)
     DIR/<policy>/policy/         the trained policy; `londi_jax.policies.load_policy` reads it
     DIR/<policy>/eval.json       success rate with its 95% interval, FLOPs per step
-    DIR/metrics.jsonl            train, validation and evaluation metrics
+    DIR/metrics.jsonl            train, validation and evaluation metrics (and DIR/tensorboard/)
     DIR/summary.json             both evaluations and the FLOPs ratio
 """
 
@@ -40,9 +40,10 @@ from londi_jax.policies.checkpoint import load_pretrained
 from londi_jax.policies.config import DecoderConfig
 from londi_jax.policies.model import Decoder, init_params
 from londi_jax.policies.policy import Buckets, Policy
-from londi_jax.policies.rollout import evaluate_policy
 from londi_jax.policies.store import save_policy
 from londi_jax.policies.tokenizer import Tokenizer, build_word_tokenizer
+from londi_jax.training.metrics import MetricsWriter
+from londi_jax.training.policy_eval import evaluate_policy
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/pretrain.py:babyai_text",
                                           "behaviour-cloning config", lock_config=True)
@@ -54,17 +55,6 @@ _OBJECTS = ("ball", "box", "key")
 
 def log(msg: str) -> None:
   print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-class Metrics:
-  """Appends one JSON object per line to `metrics.jsonl`."""
-
-  def __init__(self, path: str):
-    self.path = path
-
-  def write(self, kind: str, **values) -> None:
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"kind": kind, "time": time.time(), **values}) + "\n")
 
 
 def collect_demos(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -116,7 +106,7 @@ def evaluate_sets(evaluate, params, sets: list) -> dict[str, float]:
 
 
 def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
-                 episodes: list, tokenizer: Tokenizer, workdir: str, metrics: Metrics) -> Policy:
+                 episodes: list, tokenizer: Tokenizer, workdir: str, metrics: MetricsWriter) -> Policy:
   """Clones the expert into one policy; resumes from its latest checkpoint."""
   prompt_config = PromptConfig(**p.prompt.to_dict())
   n_val = max(1, int(len(episodes) * config.demos.val_fraction))
@@ -158,11 +148,12 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
       tick = time.time()
       val = evaluate_sets(evaluate, state.params, sets["val"])
       log(f"{name} step {done}/{p.steps}: loss {m['loss']:.4f} acc {m['accuracy']:.3f} | val "
-          f"loss {val['loss']:.4f} acc {val['accuracy']:.3f} | {rate:.2f} steps/s")
-      metrics.write("train", policy=name, step=done, loss=float(m["loss"]),
-                    accuracy=float(m["accuracy"]), steps_per_s=rate)
-      metrics.write("val", policy=name, step=done, loss=float(val["loss"]),
-                    accuracy=float(val["accuracy"]))
+          f"loss {val['loss']:.4f} acc {val['accuracy']:.3f} | {rate:.2f} steps/s, ETA "
+          f"{(p.steps - done) / rate / 60:.1f} min")
+      metrics.write({"kind": "train", "policy": name, "step": done, "loss": float(m["loss"]),
+                     "accuracy": float(m["accuracy"]), "steps_per_s": rate})
+      metrics.write({"kind": "val", "policy": name, "step": done, "loss": float(val["loss"]),
+                     "accuracy": float(val["accuracy"])})
     if done % config.checkpoint_every == 0 or done == p.steps:
       manager.save(done, args=ocp.args.StandardSave(state))
       # Finish each save before training on: a run killed later then always finds it complete.
@@ -187,7 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Everything the command does; returns the summary it writes."""
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  metrics = Metrics(os.path.join(workdir, "metrics.jsonl"))
+  metrics = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
   demo_dir = collect_demos(config, workdir)
@@ -222,7 +213,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              num_envs=config.eval.num_envs, mode=config.eval.mode)
     result.update(params=policy.config.num_params(), train_accuracy=policy.meta["train_accuracy"],
                   val_accuracy=policy.meta["val_accuracy"])
-    metrics.write("eval", policy=name, **result)
+    metrics.write({"kind": "eval", "policy": name, **result})
     with open(eval_path, "w") as f:
       json.dump(result, f, indent=2)
     lo, hi = result["ci95"]

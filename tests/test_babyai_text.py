@@ -99,16 +99,171 @@ def test_carried_object_comes_first():
   )
 
 
-def test_environment_renders_minigrids_view_and_protocol():
-  env = envs.make("babyai_text/BabyAI-PutNextLocal-v0")
-  obs = env.reset(seed=1)
-  assert obs.valid_actions == SIX_ACTIONS
-  assert obs.mission == env.unwrapped.mission
-  assert obs.sentences == babyai_render.describe_env(env.unwrapped)
-  for action in ["turn left", "go forward", "pick up", "turn right", "go forward"]:
-    obs, reward, done, info = env.step(action)
-    assert obs.sentences == babyai_render.describe_env(env.unwrapped)
-    assert set(info) >= {"success", "truncated"}
+def _layout(env):
+  """`(agent x, agent y, direction, mission)` of the current episode, to pin the derivations."""
+  u = env.unwrapped
+  return int(u.agent_pos[0]), int(u.agent_pos[1]), int(u.agent_dir), u.mission
+
+
+# Grid codes in the layouts below: `#` wall, `.` empty, `?` unseen (outside the grid or behind a
+# wall); objects are colour + type: g green, e grey, r red, p purple, y yellow; K key, A ball,
+# B box. Top-down layouts have x growing right and y growing down; minigrid direction 0 faces
+# +x (east), 1 +y (south), 2 -x (west), 3 -y (north). The 7x7 views are drawn as the agent sees
+# them: row f is f steps forward (the agent `^` stands in row 0), column r is r steps right.
+
+
+def test_goto_local_seed_0_sentences_by_hand():
+  # BabyAI-GoToLocal-v0, seed 0: the agent stands at (6, 5) facing west (direction 2).
+  #        x: 0  1  2  3  4  5  6  7
+  #   y 0     #  #  #  #  #  #  #  #
+  #     1     #  .  .  .  .  .  .  #
+  #     2     #  .  .  .  .  .  .  #
+  #     3     #  .  gK .  rB .  .  #
+  #     4     #  eA .  .  gK eA .  #
+  #     5     #  .  .  gA .  .  <  #
+  #     6     #  .  .  .  pK yK .  #
+  #     7     #  #  #  #  #  #  #  #
+  env = envs.make("babyai_text/BabyAI-GoToLocal-v0")
+  obs = env.reset(seed=0)
+  assert _layout(env) == (6, 5, 2, "go to the green ball")
+  assert obs.mission == "go to the green ball" and obs.valid_actions == SIX_ACTIONS
+  # Facing west, forward is -x and right is north (-y): view cell (r, f) is grid (6 - f, 5 - r).
+  #   f\r  -3 -2 -1  0  1  2  3
+  #    6    ?  #  #  #  #  #  #     x = 0
+  #    5    ?  #  .  .  eA .  .     x = 1
+  #    4    ?  #  .  .  .  gK .     x = 2
+  #    3    ?  #  .  gA .  .  .     x = 3
+  #    2    ?  #  pK .  gK rB .     x = 4
+  #    1    ?  #  yK .  eA .  .     x = 5
+  #    0    ?  #  .  ^  .  .  .     x = 6
+  # Ahead the green ball (f 3) comes before any wall: no forward wall sentence. Left: empty,
+  # then the wall 2 steps left. Right: three empty cells, then the edge of the view: nothing.
+  # Objects column by column from r = -3, farthest row first within a column.
+  assert obs.sentences == (
+      "You see a wall 2 steps left",
+      "You see a purple key 1 step left and 2 steps forward",  # r -1, f 2
+      "You see a yellow key 1 step left and 1 step forward",  # r -1, f 1
+      "You see a green ball 3 steps forward",  # r 0, f 3
+      "You see a grey ball 1 step right and 5 steps forward",  # r 1, f 5
+      "You see a green key 1 step right and 2 steps forward",  # r 1, f 2
+      "You see a grey ball 1 step right and 1 step forward",  # r 1, f 1
+      "You see a green key 2 steps right and 4 steps forward",  # r 2, f 4
+      "You see a red box 2 steps right and 2 steps forward",  # r 2, f 2
+  )
+
+  obs, reward, done, info = env.step("turn right")
+  assert (reward, done) == (0.0, False) and set(info) >= {"success", "truncated"}
+  assert _layout(env)[:3] == (6, 5, 3)
+  # Facing north, forward is -y and right is +x: view cell (r, f) is grid (6 + r, 5 - f).
+  #   f\r  -3 -2 -1  0  1  2  3
+  #    6    ?  ?  ?  ?  ?  ?  ?     y = -1
+  #    5    #  #  #  #  #  ?  ?     y = 0
+  #    4    .  .  .  .  #  ?  ?     y = 1
+  #    3    .  .  .  .  #  ?  ?     y = 2
+  #    2    .  rB .  .  #  ?  ?     y = 3
+  #    1    .  gK eA .  #  ?  ?     y = 4
+  #    0    gA .  .  ^  #  ?  ?     y = 5
+  # Ahead: four empty cells, the wall in f 5. Left: two empty cells, then the green ball (no
+  # wall sentence). Right: the wall at once, `1 step` singular.
+  assert obs.sentences == (
+      "You see a wall 5 steps forward",
+      "You see a wall 1 step right",
+      "You see a green ball 3 steps left",  # r -3, f 0: beside the agent, no `forward` part
+      "You see a red box 2 steps left and 2 steps forward",  # r -2, f 2
+      "You see a green key 2 steps left and 1 step forward",  # r -2, f 1
+      "You see a grey ball 1 step left and 1 step forward",  # r -1, f 1
+  )
+
+  obs, reward, done, _ = env.step("go forward")
+  assert (reward, done) == (0.0, False)
+  assert _layout(env)[:3] == (6, 4, 3)
+  # One step north: view cell (r, f) is grid (6 + r, 4 - f); the green ball is now behind.
+  #   f\r  -3 -2 -1  0  1
+  #    4    #  #  #  #  #     y = 0
+  #    3    .  .  .  .  #     y = 1
+  #    2    .  .  .  .  #     y = 2
+  #    1    .  rB .  .  #     y = 3
+  #    0    .  gK eA ^  #     y = 4
+  assert obs.sentences == (
+      "You see a wall 4 steps forward",
+      # left: the grey ball right beside the agent ends the search, so no wall sentence
+      "You see a wall 1 step right",
+      "You see a red box 2 steps left and 1 step forward",  # r -2, f 1
+      "You see a green key 2 steps left",  # r -2, f 0
+      "You see a grey ball 1 step left",  # r -1, f 0
+  )
+
+
+def test_pickup_loc_seed_0_sentences_by_hand():
+  # BabyAI-PickupLoc-v0, seed 0: the agent stands at (4, 5) facing north (direction 3).
+  #        x: 0  1  2  3  4  5  6  7
+  #   y 0     #  #  #  #  #  #  #  #
+  #     1     #  .  .  .  .  .  .  #
+  #     2     #  .  .  .  .  .  .  #
+  #     3     #  .  .  yK .  yA .  #
+  #     4     #  .  eK .  .  .  .  #
+  #     5     #  .  .  rA ^  .  pK #
+  #     6     #  pK pB rK .  .  .  #
+  #     7     #  #  #  #  #  #  #  #
+  env = envs.make("babyai_text/BabyAI-PickupLoc-v0")
+  obs = env.reset(seed=0)
+  assert _layout(env) == (4, 5, 3, "pick up the grey key")
+  # Facing north: view cell (r, f) is grid (4 + r, 5 - f).
+  #   f\r  -3 -2 -1  0  1  2  3
+  #    6    ?  ?  ?  ?  ?  ?  ?     y = -1
+  #    5    #  #  #  #  #  #  #     y = 0
+  #    4    .  .  .  .  .  .  #     y = 1
+  #    3    .  .  .  .  .  .  #     y = 2
+  #    2    .  .  yK .  yA .  #     y = 3
+  #    1    .  eK .  .  .  .  #     y = 4
+  #    0    .  .  rA ^  .  pK #     y = 5
+  # Left: the red ball at once (no wall sentence); right: empty, then the purple key (none).
+  assert obs.sentences == (
+      "You see a wall 5 steps forward",
+      "You see a grey key 2 steps left and 1 step forward",  # r -2, f 1
+      "You see a yellow key 1 step left and 2 steps forward",  # r -1, f 2
+      "You see a red ball 1 step left",  # r -1, f 0
+      "You see a yellow ball 1 step right and 2 steps forward",  # r 1, f 2
+      "You see a purple key 2 steps right",  # r 2, f 0
+  )
+
+  obs, _, _, _ = env.step("turn left")
+  assert _layout(env)[:3] == (4, 5, 2)
+  # Facing west: view cell (r, f) is grid (4 - f, 5 - r); the red ball is now ahead.
+  #   f\r  -3 -2 -1  0  1  2  3
+  #  5, 6   ?  ?  ?  ?  ?  ?  ?     x = -1, -2
+  #    4    ?  #  #  #  #  #  #     x = 0
+  #    3    ?  #  pK .  .  .  .     x = 1
+  #    2    ?  #  pB .  eK .  .     x = 2
+  #    1    ?  #  rK rA .  yK .     x = 3
+  #    0    ?  #  .  ^  .  .  .     x = 4
+  left_objects = (
+      "You see a purple key 1 step left and 3 steps forward",  # r -1, f 3
+      "You see a purple box 1 step left and 2 steps forward",  # r -1, f 2
+      "You see a red key 1 step left and 1 step forward",  # r -1, f 1
+  )
+  right_objects = (
+      "You see a grey key 1 step right and 2 steps forward",  # r 1, f 2
+      "You see a yellow key 2 steps right and 1 step forward",  # r 2, f 1
+  )
+  assert obs.sentences == (
+      "You see a wall 2 steps left",  # ahead the red ball ends the search: no forward wall
+      *left_objects,
+      "You see a red ball 1 step forward",  # r 0, f 1
+      *right_objects,
+  )
+
+  # Picking up the red ball is not the mission (the grey key): the episode goes on, the ball
+  # leaves the grid and is described first, and the way ahead is clear up to the wall in f 4.
+  obs, reward, done, info = env.step("pick up")
+  assert (reward, done, info["success"]) == (0.0, False, False)
+  assert obs.sentences == (
+      "You carry a red ball",
+      "You see a wall 4 steps forward",
+      "You see a wall 2 steps left",
+      *left_objects,
+      *right_objects,
+  )
 
 
 def test_reset_and_step_are_deterministic_for_a_seed():

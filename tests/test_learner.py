@@ -36,7 +36,8 @@ def _batch(seed, n=16, budget=2, constraint=0.3):
           discount_t=jnp.asarray(0.9 * (rng.random(n) > 0.2), jnp.float32),
           features_t=jnp.asarray(rng.normal(size=(n, FEATURES)), jnp.float32),
           remaining_t=jnp.asarray(z_tm1 - g if budget else z_tm1, jnp.int32),
-          calls_tm1=jnp.asarray(g, jnp.float32)),
+          # Executed calls of held decisions differ from the decision (a budget can stop a call).
+          calls_tm1=jnp.asarray(g * rng.uniform(0.5, 1.5, n), jnp.float32)),
       constraint_value=jnp.asarray(constraint, jnp.float32))
 
 
@@ -53,7 +54,7 @@ def _reference_loss(params, target_params, tr, price, budget, delta=1.0):
   q_sel = jnp.where(tr.remaining_t[:, None] > 0, q_sel, jnp.array([0.0, -jnp.inf]))
   g_next = np.asarray(jnp.argmax(jax.lax.stop_gradient(q_sel), -1))
   q_val = np.asarray(_reference_q(target_params, tr.features_t, tr.remaining_t, budget))
-  target = (np.asarray(tr.reward_t) - price * np.asarray(tr.switch_tm1)
+  target = (np.asarray(tr.reward_t) - price * np.asarray(tr.calls_tm1)
             + np.asarray(tr.discount_t) * q_val[np.arange(n), g_next])
   err = jnp.asarray(target) - q_tm1[jnp.arange(n), tr.switch_tm1]
   a = jnp.abs(err)

@@ -94,3 +94,59 @@ def test_one_step_is_the_plain_transition():
 def test_rejects_a_window_of_no_steps():
   with pytest.raises(ValueError, match="n_step"):
     nstep_init(0, 2, 2)
+
+
+def _push(window, reward, discount, phi, remaining, decision, decide, executed):
+  """One acting step of one row, as the training loop makes it: the previous step's reward and
+  discount, this step's feature and remaining calls, the decision (ignored when not deciding)
+  and the switch the step executes."""
+  as_row = lambda x, dtype: jnp.asarray([x], dtype)
+  return nstep_push(window, as_row(reward, jnp.float32), as_row(discount, jnp.float32),
+                    jnp.asarray([[phi]], jnp.float32), as_row(remaining, jnp.int32),
+                    as_row(decision, jnp.int32), as_row(decide, bool),
+                    executed=as_row(executed, jnp.int32))
+
+
+def _fields(transition):
+  return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in vars(transition).items()}
+
+
+def test_held_call_stopped_by_the_budget_pays_for_the_executed_calls():
+  # n = 1, a decision every 3 steps, gamma = 0.5. At step 0 the row decides g = 1 with z = 2
+  # calls left: steps 0 and 1 call the large model (z 2 -> 1 -> 0), step 2 holds the call but
+  # the budget masks it (executed 0). Rewards 1, 2, 4. At step 3 the next decision emits:
+  #   R = 1 + 0.5 * 2 + 0.25 * 4 = 3,  C = 1 + 0.5 * 1 + 0.25 * 0 = 1.5,  P = 0.5^3 = 0.125
+  #   (charged on the held decision, C would be 1 + 0.5 + 0.25 = 1.75).
+  window = nstep_init(1, 1, 1)
+  window, _, valid = _push(window, 0.0, 0.0, 10.0, 2, 1, True, executed=1)  # step 0
+  assert not bool(valid[0])
+  window, _, valid = _push(window, 1.0, 0.5, 11.0, 1, 0, False, executed=1)  # step 1
+  assert not bool(valid[0])
+  window, _, valid = _push(window, 2.0, 0.5, 12.0, 0, 0, False, executed=0)  # step 2
+  assert not bool(valid[0])
+  window, tr, valid = _push(window, 4.0, 0.5, 13.0, 0, 0, True, executed=0)  # step 3
+  assert bool(valid[0])
+  assert _fields(tr) == pytest.approx(dict(
+      features_tm1=10.0, remaining_tm1=2, switch_tm1=1, reward_t=3.0, calls_tm1=1.5,
+      discount_t=0.125, features_t=13.0, remaining_t=0))
+
+
+def test_calls_of_a_later_held_decision_count_at_their_executed_value():
+  # n = 2, a decision every 2 steps, gamma = 0.5, rewards 1, 2, 4, 8 at steps 0-3.
+  # Decision A at step 0: g = 0 with z = 1 (steps 0, 1 execute 0).
+  # Decision B at step 2: g = 1 with z = 1: step 2 calls (z 1 -> 0), step 3 is masked (0).
+  # Decision C at step 4 completes A's window of two decisions:
+  #   R_A = 1 + 0.5 * 2 = 2,  C_A = 0,  E_A = 0.25;  R_B = 4 + 0.5 * 8 = 8,  C_B = 1 + 0.5 * 0 = 1
+  #   R = 2 + 0.25 * 8 = 4,  C = 0 + 0.25 * 1 = 0.25,  P = 0.5^4 = 0.0625
+  #   (with B charged on its decision C_B = 1.5 and C = 0.375; A's own g_tm1 is 0).
+  window = nstep_init(2, 1, 1)
+  window, _, _ = _push(window, 0.0, 0.0, 10.0, 1, 0, True, executed=0)  # step 0
+  window, _, _ = _push(window, 1.0, 0.5, 11.0, 1, 1, False, executed=0)  # step 1
+  window, _, valid = _push(window, 2.0, 0.5, 12.0, 1, 1, True, executed=1)  # step 2
+  assert not bool(valid[0])  # only one decision completed: no n = 2 window yet
+  window, _, _ = _push(window, 4.0, 0.5, 13.0, 0, 0, False, executed=0)  # step 3
+  window, tr, valid = _push(window, 8.0, 0.5, 14.0, 0, 0, True, executed=0)  # step 4
+  assert bool(valid[0])
+  assert _fields(tr) == pytest.approx(dict(
+      features_tm1=10.0, remaining_tm1=1, switch_tm1=0, reward_t=4.0, calls_tm1=0.25,
+      discount_t=0.0625, features_t=14.0, remaining_t=0))

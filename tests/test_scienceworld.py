@@ -134,24 +134,91 @@ def test_collect_writes_gold_demonstrations(tmp_path):
 
 
 def test_candidates_keep_useful_actions_and_add_twins():
-  classes = {1: "scienceworld.objects.containers.MetalPot",
-             2: "scienceworld.objects.location.Room",
-             3: "scienceworld.objects.portal.Door",
-             4: "scienceworld.objects.containers.furniture.Counter",
-             5: "scienceworld.objects.substance.Water"}
-  # Object ids are ten times their type ids: 10 metal pot, 20 kitchen, 30 door, 40 counter.
-  listed = [("reset task", 12, []), ("move metal pot to kitchen", 9, [1, 2]),
-            ("move metal pot to counter", 9, [1, 4]), ("move counter to metal pot", 9, [4, 1]),
-            ("pour counter into metal pot", 10, [4, 1]), ("move kitchen to counter", 9, [2, 4]),
-            ("pour water into metal pot", 10, [5, 1]), ("close door to kitchen", 1, [3]),
-            ("focus on kitchen", 11, [2]), ("look at kitchen", 4, [2]),
-            ("put down metal pot", 22, [1])]
-  valid = [{"action": action, "template_id": template, "obj_ids": [10 * t for t in types],
-            "type_ids": types} for action, template, types in listed]
-  texts = [c.text for c in scienceworld_candidates.build_candidates(valid, classes)]
-  assert texts == ["close door to kitchen", "look at kitchen", "move counter to metal pot",
-                   "move metal pot to counter", "open door to kitchen", "pick up metal pot",
-                   "put down metal pot"]
+  """A kitchen's listing, entry by entry: what `build_candidates` keeps, adds and how it sorts.
+
+  The simulator fills each action template (`move OBJ to OBJ`) with the objects in view and names
+  each object by a referent unique in view: the water in the pot is `substance in metal pot` (a
+  liquid goes by what holds it) and the two oranges, one class and type id, are `orange in bowl`
+  and `orange in inventory` (the bare name would be ambiguous). `build_candidates` never reads
+  these names: it decides by template id and by the Java class of each object's type, so a name
+  that mentions a metal pot does not make the water a vessel. (Names, type ids and classes as the
+  simulator lists them in `boil`'s kitchen; object ids shortened.)
+  """
+  # Template ids as the simulator numbers them.
+  open_, close, go, look_at, look_in, activate, deactivate = 0, 1, 2, 4, 5, 6, 7
+  move, pour, focus, reset, pick_up, put_down, mix, dunk = 9, 10, 11, 12, 21, 22, 23, 26
+  objects = {  # name -> (object id, type id, Java class)
+      "kitchen": (205, 132, "scienceworld.objects.location.Room"),
+      "door to kitchen": (562, 140, "scienceworld.objects.portal.Door"),
+      "inventory": (595, 1, "scienceworld.objects.agent.InventoryContainer"),
+      "metal pot": (235, 10, "scienceworld.objects.containers.MetalPot"),
+      "substance in metal pot": (604, 167, "scienceworld.objects.substance.Water"),
+      "counter": (244, 23, "scienceworld.objects.containers.furniture.Counter"),
+      "sink": (211, 44, "scienceworld.objects.devices.Sink"),
+      "bowl": (250, 16, "scienceworld.objects.containers.WoodBowl"),
+      "orange in bowl": (259, 193, "scienceworld.objects.substance.food.Orange"),
+      "orange in inventory": (598, 193, "scienceworld.objects.substance.food.Orange"),
+  }
+  classes = {type_id: cls for _, type_id, cls in objects.values()}
+
+  def listed(template, template_id, *names):
+    """The simulator's entry for `template` with its `OBJ` slots filled by the named objects."""
+    text = template
+    for name in names:
+      text = text.replace("OBJ", name, 1)
+    return {"action": text, "template_id": template_id,
+            "obj_ids": [objects[n][0] for n in names], "type_ids": [objects[n][1] for n in names]}
+
+  valid = [
+      listed("reset task", reset),  # dropped: never offered
+      listed("go to OBJ", go, "kitchen"),  # kept: a room is walked to
+      listed("look at OBJ", look_at, "kitchen"),  # kept: ... or looked at
+      listed("focus on OBJ", focus, "kitchen"),  # dropped: nothing else is done to a room
+      listed("close OBJ", close, "door to kitchen"),  # kept, with its twin `open` added
+      listed("focus on OBJ", focus, "door to kitchen"),  # dropped: a door is a place too
+      listed("move OBJ to OBJ", move, "kitchen", "counter"),  # dropped: a room is not carried
+      listed("move OBJ to OBJ", move, "metal pot", "kitchen"),  # dropped: nor carried into
+      # dropped: the inventory's class is the agent's (`objects.agent.`), a place
+      listed("move OBJ to OBJ", move, "metal pot", "inventory"),
+      listed("move OBJ to OBJ", move, "metal pot", "counter"),  # kept
+      listed("move OBJ to OBJ", move, "counter", "metal pot"),  # kept: furniture may be carried
+      listed("move OBJ to OBJ", move, "orange in bowl", "metal pot"),  # kept
+      listed("pour OBJ into OBJ", pour, "metal pot", "sink"),  # kept: a vessel is poured
+      listed("pour OBJ into OBJ", pour, "counter", "metal pot"),  # dropped: furniture is no vessel
+      # dropped: water is a substance, not a vessel, whatever its name says
+      listed("pour OBJ into OBJ", pour, "substance in metal pot", "sink"),
+      listed("dunk OBJ into OBJ", dunk, "metal pot", "bowl"),  # kept: a vessel into a vessel
+      listed("look at OBJ", look_at, "substance in metal pot"),  # kept
+      listed("look in OBJ", look_in, "metal pot"),  # kept
+      listed("mix OBJ", mix, "substance in metal pot"),  # kept: one object, not a place
+      listed("put down OBJ", put_down, "orange in inventory"),  # kept, with its twin `pick up`
+      listed("pick up OBJ", pick_up, "orange in bowl"),  # kept; `pick up` implies no twin
+      listed("deactivate OBJ", deactivate, "sink"),  # kept; its twin is listed next
+      listed("activate OBJ", activate, "sink"),  # kept (once, though also deactivate's twin)
+  ]
+  # (text, template id, object ids), sorted by text; a twin has its own template id and the
+  # objects of the action it twins.
+  expected = [
+      ("activate sink", activate, (211,)),
+      ("close door to kitchen", close, (562,)),
+      ("deactivate sink", deactivate, (211,)),
+      ("dunk metal pot into bowl", dunk, (235, 250)),
+      ("go to kitchen", go, (205,)),
+      ("look at kitchen", look_at, (205,)),
+      ("look at substance in metal pot", look_at, (604,)),
+      ("look in metal pot", look_in, (235,)),
+      ("mix substance in metal pot", mix, (604,)),
+      ("move counter to metal pot", move, (244, 235)),
+      ("move metal pot to counter", move, (235, 244)),
+      ("move orange in bowl to metal pot", move, (259, 235)),
+      ("open door to kitchen", open_, (562,)),  # twin of `close door to kitchen`
+      ("pick up orange in bowl", pick_up, (259,)),
+      ("pick up orange in inventory", pick_up, (598,)),  # twin of `put down orange in inventory`
+      ("pour metal pot into sink", pour, (235, 211)),
+      ("put down orange in inventory", put_down, (598,)),
+  ]
+  got = scienceworld_candidates.build_candidates(valid, classes)
+  assert [(c.text, c.template_id, c.obj_ids) for c in got] == expected
 
 
 def test_gold_phrases_match_the_listed_names():

@@ -64,3 +64,22 @@ def test_target_carries_no_gradient():
 ])
 def test_huber(x, delta, expected):
   assert float(huber(jnp.asarray(x), delta)) == pytest.approx(expected)
+
+
+def test_price_is_charged_on_the_executed_calls_not_on_the_decision():
+  # Two n-step transitions (switching.nstep) with gamma = 0.5 and price c + lambda = 0.2; the
+  # online net prefers g' = 0, so both bootstrap from Q_target(s', 0) = 2.
+  # Row 0 (n = 1): a call (g = 1) held for three steps, the last masked by the hard budget;
+  #   rewards 1, 2, 4: R = 1 + 0.5 * 2 + 0.25 * 4 = 3,  C = 1 + 0.5 * 1 + 0.25 * 0 = 1.5,
+  #   P = 0.5^3 = 0.125: target = 3 - 0.2 * 1.5 + 0.125 * 2 = 2.95,  td = 2.95 - Q(s, 1) = 1.95
+  #   (priced on the decision g = 1: 3 - 0.2 + 0.25 = 3.05, td 2.05).
+  # Row 1 (n = 2, one step per decision): g = 0, then a call; rewards 2, 2: R = 2 + 0.5 * 2 = 3,
+  #   C = 0 + 0.5 * 1 = 0.5, P = 0.25: target = 3 - 0.2 * 0.5 + 0.25 * 2 = 3.4,
+  #   td = 3.4 - Q(s, 0) = 3.4 - 4 = -0.6  (priced on the decision g = 0: 3.5, td -0.5).
+  td = batched_td_error(
+      q_tm1=jnp.array([[0.0, 1.0], [4.0, 0.0]]), g_tm1=jnp.array([1, 0]),
+      r_t=jnp.array([3.0, 3.0]), price_tm1=jnp.asarray(0.2), discount_t=jnp.array([0.125, 0.25]),
+      q_t_value=jnp.array([[2.0, 7.0], [2.0, 7.0]]),
+      q_t_selector=jnp.array([[1.0, 0.0], [1.0, 0.0]]), allowed_t=jnp.ones((2, 2), bool),
+      calls_tm1=jnp.array([1.5, 0.5]))
+  np.testing.assert_allclose(td, [1.95, -0.6], rtol=1e-6)

@@ -23,6 +23,7 @@ from londi_jax.training.fakes import make_tiny_policies
 from londi_jax.training.inspect_run import inspect_run
 from londi_jax.training.lm import load_runners
 from londi_jax.training.metrics import read_metrics
+from londi_jax.training.rows import Row
 
 TIMING = ("time", "steps_per_s")
 
@@ -255,3 +256,37 @@ def test_held_calls_stop_at_the_hard_budget(policies, tmp_path):
     trainer.close()
   assert min(lowest) == 0  # the budget was used up ...
   assert all(x >= 0 for x in lowest)  # ... and never overrun
+
+
+def test_row_time_fraction_reaches_one_at_the_babyai_step_limit():
+  """Turning never picks anything up, so the episode runs to its step limit `T`; the time
+  fraction after `k` steps is `k / T`, with `T` counted here, not read from the level."""
+  row = Row({"small": {}})
+  row.start("babyai_text/BabyAI-PickupLoc-v0", 3)
+  fractions, done, info = [row.time_fraction], False, {}
+  while not done:
+    _, done, info = row.step("turn left")
+    fractions.append(row.time_fraction)
+  row.close()
+  steps = len(fractions) - 1
+  assert info["truncated"] and steps > 10
+  assert fractions == [k / steps for k in range(steps + 1)]
+
+
+def test_a_scienceworld_row_reads_its_step_limit_and_prompts():
+  pytest.importorskip("scienceworld")
+  row = Row({"small": {"num_actions": 1}})
+  try:
+    row.start("scienceworld/boil", 0)
+    row.env.step_limit = 3  # public: the step at which an episode ends truncated
+    assert row.prompt("small").startswith("Task: Your task is to boil water")
+    fractions, dones = [row.time_fraction], []
+    for _ in range(3):
+      _, done, info = row.step("look around")
+      fractions.append(row.time_fraction)
+      dones.append(done)
+    assert dones == [False, False, True] and info["truncated"]
+    assert fractions == [0.0, 1 / 3, 2 / 3, 1.0]
+    assert "\nRecent: look around (+0) -> This room is called the " in row.prompt("small")
+  finally:
+    row.close()

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from londi_jax import envs
-from londi_jax.envs.base import Observation
+from londi_jax.envs.base import Observation, TextEnv
 from londi_jax.envs.vector import VectorEnv, make_vector
 from londi_jax.envs.workers import EnvWorker
 
 
 class _CountingEnv:
   """Episodes of `1 + seed % 3` steps, reward 1 per step, success when the seed is even."""
+
+  step_limit = 3  # no episode is longer
 
   def __init__(self):
     self.seed = self.t = None
@@ -57,6 +59,16 @@ class _AsyncCountingEnv(_CountingEnv):
 
 def _sentence(obs):
   return obs.sentences[0]
+
+
+def test_environments_follow_the_protocol():
+  assert isinstance(_CountingEnv(), TextEnv)
+  babyai = envs.make("babyai_text/BabyAI-GoToLocal-v0", max_steps=9)
+  assert isinstance(babyai, TextEnv) and babyai.step_limit == 9
+  pytest.importorskip("scienceworld")
+  scienceworld = envs.make("scienceworld/boil", step_limit=7)  # no JVM until the first reset
+  assert isinstance(scienceworld, TextEnv) and scienceworld.step_limit == 7
+  assert not isinstance(object(), TextEnv)
 
 
 def test_auto_reset_seeds_and_statistics():

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from londi_jax.envs.base import Observation
+from londi_jax.envs.base import Observation, TextEnv
 from londi_jax.envs.vector import VectorEnv
 from londi_jax.envs.workers import EnvWorker, descendant_pids
 
@@ -17,13 +17,17 @@ class CountingEnv:
 
   def __init__(self, tag: str = "toy"):
     self.tag = tag
-    self.t = 0
+    self.t = self.start = 0
+
+  @property
+  def step_limit(self):
+    return 100 + self.start  # differs per episode: the worker must ask again after each reset
 
   def _obs(self):
     return Observation(self.tag, (f"t={self.t}",), ("tick", "hang", "die"), {"pid": os.getpid()})
 
   def reset(self, seed=None):
-    self.t = 0 if seed is None else seed
+    self.t = self.start = 0 if seed is None else seed
     return self._obs()
 
   def step(self, action):
@@ -95,3 +99,13 @@ def test_close_is_idempotent_and_ends_the_process():
   assert pid not in descendant_pids(os.getpid())
   with pytest.raises(ProcessLookupError):
     os.kill(pid, 0)
+
+
+def test_worker_is_a_text_env_and_reports_each_episodes_step_limit():
+  with EnvWorker(CountingEnv) as worker:
+    assert isinstance(worker, TextEnv)
+    worker.reset(seed=5)
+    worker.step("tick")
+    assert worker.step_limit == 105  # asked after the reset, then kept for the episode
+    worker.reset(seed=7)
+    assert worker.step_limit == 107

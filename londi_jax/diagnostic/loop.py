@@ -4,6 +4,18 @@ The switcher learns from sampled transitions with the same network, replay, upda
 exploration the real training uses; its greedy switching rule is then compared with the exact
 solution of `solve_tabular` (docs/method.md: the exact solver). Several members (seeds and
 costs) train at once under `vmap`.
+
+Its member state and step are its own rather than `training.members`', for two reasons. The
+diagnostic's step owns its environment, a jitted sampler of the MDP, so `run_chunk` scans
+`log_every` acting steps on device in one `lax.scan`; the training step is handed `phi(s)`, the
+rewards and the discounts of host text environments one acting step at a time. And the targets
+differ: here each step stores its one-step transition at once, with the true next state even where
+an episode is cut at `episode_length` (the task has no end; the cuts only restart episodes for
+coverage, with a random remaining budget under `exploring_starts`, so the transition bootstraps
+through the cut), whereas the training step completes a decision's n-step transition on a later
+call from the `phi(s)` the host hands in, which after an episode's end belongs to the next episode.
+Both are built from the same parts: `q_values`, `init_learner`, `make_train_many`, the replay, the
+budget mask and `switching.acting`.
 """
 
 from __future__ import annotations
@@ -19,7 +31,8 @@ from flax import struct
 
 from londi_jax.switching.replay import ReplayState, replay_add, replay_init
 from londi_jax.switching import budget as budget_lib
-from londi_jax.switching.acting import epsilon_greedy_switch, greedy_switch, linear_epsilon
+from londi_jax.switching.acting import (epsilon_greedy_switch, greedy_under_budget,
+                                        linear_epsilon)
 from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.switching.learner import (LearnerState, Transition, example_transition,
                                          init_learner, make_train_many, q_values)
@@ -40,6 +53,9 @@ class ActorState:
 
 @struct.dataclass
 class MemberState:
+  """One diagnostic switcher and its own batch of MDP episodes (not `training.members.MemberState`,
+  whose environments live on the host; see the module docstring)."""
+
   learner: LearnerState
   replay: ReplayState
   actor: ActorState
@@ -95,7 +111,7 @@ def make_member_fns(config: ml_collections.ConfigDict, mdp: SwitchingMDP):
     epsilon = linear_epsilon(actor.steps, sw.epsilon_start, sw.epsilon_end,
                              sw.epsilon_decay_steps)
     switches = epsilon_greedy_switch(q, allowed, epsilon, act_key)
-    greedy = greedy_switch(q, allowed)
+    greedy = greedy_under_budget(q, actor.remaining, budget)
     rewards, next_states = sample(env_key, actor.states, switches)
     next_remaining = budget_lib.spend(actor.remaining, switches, budget)
     replay = replay_add(replay, Transition(
@@ -147,13 +163,15 @@ def train_members(config: ml_collections.ConfigDict, mdp: SwitchingMDP, seeds: S
       m = jax.tree_util.tree_map(lambda x: np.asarray(x).mean(), metrics)
       steps = (chunk + 1) * int(config.log_every)
       log(f"step {steps:>6d}/{num_chunks * int(config.log_every)}  eps {m['epsilon']:.3f}  "
-          f"loss {m['loss']:.4f}  call_rate {m['call_rate']:.3f}  greedy {m['greedy_call_rate']:.3f}"
-          f"  lambda {m['lagrange']:.4f}  ({steps / (time.perf_counter() - start):.0f} steps/s)")
+          f"loss {m['loss']:.4f}  call_rate {m['call_rate']:.3f}  "
+          f"greedy {m['greedy_call_rate']:.3f}  lambda {m['lagrange']:.4f}  "
+          f"({steps / (time.perf_counter() - start):.0f} steps/s)")
   return members
 
 
 def greedy_rule(config: ml_collections.ConfigDict, q_params, num_states: int) -> np.ndarray:
-  """The learned greedy switch at every state `[S]`, or every `(s, z)` `[S, n + 1]` with a budget."""
+  """The learned greedy switch at every state `[S]`, or at every `(s, z)` `[S, n + 1]` under a
+  budget."""
   sw = config.switcher
   budget = int(sw.budget)
   levels = jnp.arange(max(budget, 0) + 1, dtype=jnp.int32)  # [Z]
@@ -162,7 +180,7 @@ def greedy_rule(config: ml_collections.ConfigDict, q_params, num_states: int) ->
                          (num_states, levels.size, num_states))  # [S, Z, S]
   remaining = jnp.broadcast_to(levels[None], (num_states, levels.size))  # [S, Z]
   q = q_values(sw, q_params, phi, remaining)
-  rule = np.asarray(greedy_switch(q, budget_lib.allowed_switches(remaining, budget)))
+  rule = np.asarray(greedy_under_budget(q, remaining, budget))
   return rule if budget > 0 else rule[:, 0]
 
 
@@ -189,7 +207,7 @@ def rollout_calls(config: ml_collections.ConfigDict, mdp: SwitchingMDP, q_params
     def step(carry, t):
       states, remaining, calls, returns = carry
       q = q_values(sw, q_params, jax.nn.one_hot(states, num_states), remaining)
-      g = greedy_switch(q, budget_lib.allowed_switches(remaining, budget))
+      g = greedy_under_budget(q, remaining, budget)
       rewards, next_states = sample(jax.random.fold_in(key, t), states, g)
       returns = returns + config.gamma**t * (rewards - cost * g)
       return (next_states, budget_lib.spend(remaining, g, budget), calls + g, returns), None

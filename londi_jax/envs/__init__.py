@@ -1,26 +1,44 @@
 """Text environments behind one protocol (`londi_jax.envs.base`).
 
 `make("babyai_text/<level>")` and `make("scienceworld/<task>")` build one environment; an unknown
-id raises `UnknownEnvironmentError` listing the known ones.
+id raises `UnknownEnvironmentError` listing the known ones. `prompt_history(env_id, config)` builds
+the prompt history of the environment's family from a saved prompt config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any
 
-from londi_jax.envs.base import InvalidActionError, Observation, TextEnv, UnknownEnvironmentError
+from londi_jax.envs.base import (InvalidActionError, Observation, PromptHistory, TextEnv,
+                                 UnknownEnvironmentError)
 
-# family prefix -> module exposing `known_ids() -> tuple[str, ...]` (ids without the prefix)
-# and `make(name: str, **kwargs) -> TextEnv`.
+
+@dataclasses.dataclass(frozen=True)
+class _Family:
+  """Where a family lives.
+
+  Attributes:
+    env: module exposing `known_ids() -> tuple[str, ...]` (ids without the prefix),
+      `make(name: str, **kwargs) -> TextEnv` and optionally `accepts(name) -> bool`.
+    prompts: module exposing `PromptConfig` (a frozen dataclass; `PromptConfig(**saved)` rebuilds
+      a saved one) and `PromptHistory(config)`, which follows the `PromptHistory` protocol.
+  """
+
+  env: str
+  prompts: str
+
+
 _FAMILIES = {
-    "babyai_text": "londi_jax.envs.babyai.env",
-    "scienceworld": "londi_jax.envs.scienceworld.env",
+    "babyai_text": _Family("londi_jax.envs.babyai.env", "londi_jax.envs.babyai.prompts"),
+    "scienceworld": _Family("londi_jax.envs.scienceworld.env",
+                            "londi_jax.envs.scienceworld.prompts"),
 }
 
 
 def _family(prefix: str):
-  return importlib.import_module(_FAMILIES[prefix])
+  return importlib.import_module(_FAMILIES[prefix].env)
 
 
 def known_ids() -> tuple[str, ...]:
@@ -49,5 +67,32 @@ def make(env_id: str, **kwargs: Any) -> TextEnv:
   return family.make(name, **kwargs)
 
 
-__all__ = ["InvalidActionError", "Observation", "TextEnv", "UnknownEnvironmentError", "known_ids",
-           "make"]
+def prompt_history(env_id: str, config: Any = None) -> PromptHistory:
+  """A prompt history for episodes of `env_id`, in its family's template.
+
+  Args:
+    env_id: `<family>/<name>`; only the family matters.
+    config: the family's `PromptConfig`, or a saved one as a mapping of its fields (as policies
+      store it in their metadata); None or `{}` is the family's default.
+
+  Raises:
+    UnknownEnvironmentError: an unknown family.
+    ValueError: `config` names a field the family's `PromptConfig` does not have.
+  """
+  prefix = env_id.partition("/")[0]
+  if prefix not in _FAMILIES:
+    raise UnknownEnvironmentError(
+        f"unknown environment {env_id!r}; families are {sorted(_FAMILIES)}")
+  prompts = importlib.import_module(_FAMILIES[prefix].prompts)
+  if not isinstance(config, prompts.PromptConfig):
+    fields = dict(config or {})
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(prompts.PromptConfig)})
+    if unknown:
+      raise ValueError(f"prompt config fields {unknown} are not {prefix} prompt fields; its "
+                       f"fields are {[f.name for f in dataclasses.fields(prompts.PromptConfig)]}")
+    config = prompts.PromptConfig(**fields)
+  return prompts.PromptHistory(config)
+
+
+__all__ = ["InvalidActionError", "Observation", "PromptHistory", "TextEnv",
+           "UnknownEnvironmentError", "known_ids", "make", "prompt_history"]

@@ -1,11 +1,22 @@
-"""The protocol every text environment of the project follows.
+"""The protocols every text environment of the project follows, and the prompts written for it.
 
     obs = env.reset(seed=s)
     obs, reward, done, info = env.step(action_text)
 
 `obs.mission` is the goal, `obs.sentences` the description (one sentence each) and
 `obs.valid_actions` the candidate action strings offered to the policies. `info` carries at least
-`success: bool` and `truncated: bool`.
+`success: bool` and `truncated: bool`; `env.step_limit` is the step at which the current episode
+ends truncated.
+
+Each family also renders prompts for LM policies behind one `PromptHistory` protocol:
+
+    history.reset(obs)
+    prompt = history.prompt()
+    obs, reward, done, info = env.step(action)
+    history.record(action, obs, reward)
+
+`londi_jax.envs.prompt_history(env_id, config)` builds the history of an environment's family
+from a saved prompt config, so code that plays episodes need not know which family it serves.
 """
 
 from __future__ import annotations
@@ -35,6 +46,11 @@ class Observation:
 class TextEnv(Protocol):
   """A text environment: `reset(seed)` and `step(action_text)`, then `close()`."""
 
+  @property
+  def step_limit(self) -> int:
+    """Steps after which the current episode ends truncated (`info["truncated"]`)."""
+    ...
+
   def reset(self, seed: int | None = None) -> Observation:
     ...
 
@@ -42,6 +58,23 @@ class TextEnv(Protocol):
     ...
 
   def close(self) -> None:
+    ...
+
+
+@runtime_checkable
+class PromptHistory(Protocol):
+  """Follows one episode and writes the prompt of its current step, in one family's template."""
+
+  def reset(self, obs: Observation) -> None:
+    """Starts an episode at its first observation."""
+    ...
+
+  def record(self, action: str, obs: Observation, reward: float) -> None:
+    """Appends a step: the action taken, the observation it led to and its reward."""
+    ...
+
+  def prompt(self) -> str:
+    """The prompt for the next action."""
     ...
 
 

@@ -120,6 +120,8 @@ def _serve(env_fn: Callable[[], TextEnv], conn) -> None:
           env = env_fn()
         if method == "reset":
           result = env.reset(seed=argument)
+        elif method == "step_limit":
+          result = env.step_limit
         else:
           result = env.step(argument)
         conn.send(("ok", result))
@@ -174,6 +176,7 @@ class EnvWorker:
     self._conn = None
     self._pending: tuple[str, Any] | None = None
     self._last_obs: Observation | None = None
+    self._step_limit: int | None = None
     self._start()
     _LIVE_WORKERS.add(self)
     _close_workers_at_exit()
@@ -228,6 +231,7 @@ class EnvWorker:
 
   def reset_async(self, seed: int | None = None) -> None:
     """Starts a `reset(seed)` in the worker; `wait()` returns its observation."""
+    self._step_limit = None
     self._send("reset", seed)
 
   def step_async(self, action: str) -> None:
@@ -266,6 +270,18 @@ class EnvWorker:
       raise result
     self._restart(result)
     raise WorkerFailure(f"reset failed twice: {first_error}; then {result}")
+
+  @property
+  def step_limit(self) -> int:
+    """The worker's environment's step limit (`TextEnv.step_limit`), asked once per episode."""
+    if self._step_limit is None:
+      self._send("step_limit", None)
+      status, result = self._receive(self.timeout_s)
+      self._pending = None
+      if status != "ok":
+        raise result if status == "raise" else WorkerFailure(result)
+      self._step_limit = int(result)
+    return self._step_limit
 
   def reset(self, seed: int | None = None) -> Observation:
     """Resets the environment in the worker and returns the first observation."""

@@ -5,8 +5,9 @@ policy acts from (`scoring.make_candidate_scorer`, GLAM's action scoring):
 
     L = -E_(h, a*) [ log softmax_a( log p_theta(a | prompt(h)) )[a*] ]
 
-Demonstration records (`londi_jax.envs.demo_files`) carry each step's `mission`, `sentences` and `action`,
-so the prompts are rebuilt here with the policy's own template and history length.
+BabyAI-Text demonstration records (`londi_jax.envs.demo_files`, `envs.babyai.expert`) carry each
+step's `mission`, `sentences` and `action`, so the prompts are rebuilt here with the policy's own
+BabyAI-Text template and history length (`envs.babyai.prompts.episode_prompts`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     policy = Policy(model, params, tokenizer)
     out = policy(prompts, candidates)          # B prompts, each with its own candidate list
-    out.sampled_action, out.probs, out.features, out.flops, out.device_time_s
+    out.sampled_action, out.probs, out.features, out.row_flops, out.device_time_s
 
 Token shapes are padded to buckets (batch, prompt length, candidate count, candidate length), so
 after the first call of each bucket nothing recompiles.
@@ -57,7 +57,9 @@ class PolicyOutput:
     greedy_action, sampled_action: the candidate strings (None when scored from token ids).
     max_prob, entropy, margin: [B] confidence statistics of `probs`.
     features: [B, d] float32 mean-pooled final hidden state of the prompt.
-    flops: forward FLOPs of the real (unpadded) tokens (`flops.scoring_flops`).
+    row_flops: [B] int64 forward FLOPs of each row's real (unpadded) tokens
+      (`flops.flops_per_step` of its prompt, cut to the largest prompt bucket, and candidates).
+    flops: their sum, the FLOPs of the call (`flops.scoring_flops`).
     padded_flops: the same count over the padded shapes the device ran.
     device_time_s: wall time from dispatch to `block_until_ready` (0 when the call compiled; its
       time is in `compile_time_s` instead).
@@ -74,6 +76,7 @@ class PolicyOutput:
   entropy: np.ndarray
   margin: np.ndarray
   features: np.ndarray
+  row_flops: np.ndarray
   flops: int
   padded_flops: int
   device_time_s: float
@@ -104,6 +107,8 @@ class Policy:
     self.meta = dict(meta or {})
     self._act = jax.jit(make_act_fn(model))
     self._key = jax.random.key(seed)
+    self._cand_ids: dict[str, list[int]] = {}  # candidate action -> its token ids
+    self._flops: dict[tuple, int] = {}  # (prompt length, candidate lengths) -> FLOPs of a row
     self.calls = 0
     self.total_flops = 0
     self.total_device_time_s = 0.0
@@ -129,13 +134,17 @@ class Policy:
     if len(prompts) != len(candidates):
       raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
     prompt_ids = self.tokenizer.encode_prompts(prompts)
-    flat = [c for cands in candidates for c in cands]
-    flat_ids = iter(self.tokenizer.encode_candidates(flat))
-    cand_ids = [[next(flat_ids) for _ in cands] for cands in candidates]
-    out = self.score_tokens(prompt_ids, cand_ids, key)
+    out = self.score_tokens(prompt_ids, self.candidate_ids(candidates), key)
     out.greedy_action = [c[i] for c, i in zip(candidates, out.greedy)]
     out.sampled_action = [c[i] for c, i in zip(candidates, out.sampled)]
     return out
+
+  def candidate_ids(self, candidates: Sequence[Sequence[str]]) -> list[list[list[int]]]:
+    """Token ids `[B][K_i][L_ik]` of each row's candidates; each action string is tokenised once
+    per policy (environments offer the same actions again and again)."""
+    new = list({c for cands in candidates for c in cands} - self._cand_ids.keys())
+    self._cand_ids.update(zip(new, self.tokenizer.encode_candidates(new)))
+    return [[self._cand_ids[c] for c in cands] for cands in candidates]
 
   def score_tokens(self, prompt_ids: Sequence[Sequence[int]],
                    cand_ids: Sequence[Sequence[Sequence[int]]],
@@ -165,9 +174,9 @@ class Policy:
     res = jax.tree_util.tree_map(np.asarray, res)
     k = max(n_cands)
     valid = np.arange(k)[None] < np.array(n_cands)[:, None]  # [batch, candidates]
-    prompt_lens = [min(len(p), max_prompt) for p in prompt_ids]
-    cand_lens = [[len(t) for t in c] for c in cand_ids]
-    useful = flops_lib.scoring_flops(self.config, prompt_lens, cand_lens)
+    row_flops = np.array([self._row_flops(min(len(p), max_prompt), tuple(len(t) for t in c))
+                          for p, c in zip(prompt_ids, cand_ids)], np.int64)  # [B]
+    useful = int(row_flops.sum())
     padded = flops_lib.scoring_flops(
         self.config, [shapes["prompt_len"]] * shapes["batch_size"],
         [[shapes["cand_len"]] * shapes["num_candidates"]] * shapes["batch_size"])
@@ -185,11 +194,15 @@ class Policy:
         entropy=res["entropy"][:b],
         margin=res["margin"][:b],
         features=res["features"][:b],
+        row_flops=row_flops,
         flops=useful,
         padded_flops=padded,
         device_time_s=0.0 if compiled else elapsed,
         compile_time_s=elapsed if compiled else 0.0)
 
-  def flops_per_step(self, prompt_len: int, cand_lens: Sequence[int]) -> int:
-    """Forward FLOPs of one state: a prompt of `prompt_len` tokens and candidates of `cand_lens`."""
-    return flops_lib.flops_per_step(self.config, prompt_len, cand_lens)
+  def _row_flops(self, prompt_len: int, cand_lens: tuple[int, ...]) -> int:
+    """`flops.flops_per_step`, cached: a run meets few distinct shapes."""
+    key = (prompt_len, cand_lens)
+    if key not in self._flops:
+      self._flops[key] = flops_lib.flops_per_step(self.config, prompt_len, cand_lens)
+    return self._flops[key]

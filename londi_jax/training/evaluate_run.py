@@ -6,16 +6,16 @@ hard budget `n` when configured, `londi_b<n>_c<c>`): `londi_c<c>` (the greedy sw
 (a threshold on the small LM's max probability: the quantile at that rate of the max
 probabilities the switcher's own episodes visited, then `eval.calibration_rounds` times the
 quantile over the states the previous threshold visited, keeping the threshold whose call rate is
-closest to the target). Under a hard budget every method is held to
-it, except the references (small-only, large-only) and the oracle bound. `compute_relative_to_large` is a method's total FLOPs over the episodes divided by
-large-only's.
+closest to the target). Under a hard budget every method is held to it, except the references
+(small-only, large-only) and the oracle bound. `compute_relative_to_large` is a method's total
+FLOPs over the episodes divided by large-only's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +48,18 @@ def method_label(prefix: str, cost: float, budget: int) -> str:
 
 def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = None,
                  which: str | None = None, runners=None,
-                 log: Callable[[str], None] = print) -> dict:
-  """Evaluates the run in `workdir` and writes `DIR/eval.json`; returns what it writes."""
+                 log: Callable[[str], None] = print,
+                 progress: Callable[[str, int], Any] | None = None) -> dict:
+  """Evaluates the run in `workdir` and writes `DIR/eval.json`; returns what it writes.
+
+  Args:
+    workdir: a `launch.train` run folder.
+    episodes, seed, which: override the run's `eval.episodes`, `eval.seed`, `eval.checkpoint`.
+    runners: the small and large `LMRunner` (default: loaded from the run's config).
+    log: prints a line per method and the table.
+    progress: `progress(method_name, episodes)` opens a progress bar for one method's episodes
+      (an object with `update(n)` and `close()`, e.g. `tqdm.tqdm`); None shows none.
+  """
   workdir = os.path.abspath(workdir)
   config = load_config(workdir)
   episodes = int(config.eval.episodes if episodes is None else episodes)
@@ -66,8 +76,17 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
 
   results = {}
 
+  def play(method: ev.Method) -> dict:
+    bar = progress(method.name, episodes) if progress is not None else None
+    try:
+      return ev.run_method(method, small, large, config, **common,
+                           progress=None if bar is None else bar.update)
+    finally:
+      if bar is not None:
+        bar.close()
+
   def run(method: ev.Method) -> dict:
-    r = ev.run_method(method, small, large, config, **common)
+    r = play(method)
     r["budget"] = budget if method.budgeted else 0
     results[method.name] = r
     log(f"  {method.name:<22s} success {r['success_rate']:.3f}  calls "
@@ -89,8 +108,7 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
     best = None
     for _ in range(1 + int(config.eval.calibration_rounds)):
       threshold = ev.calibrate_threshold(visited, rate)
-      c = ev.run_method(ev.confidence_threshold(threshold, name, cost=cost, member=k), small,
-                        large, config, **common)
+      c = play(ev.confidence_threshold(threshold, name, cost=cost, member=k))
       if best is None or abs(c["large_call_fraction"] - rate) < abs(
           best["large_call_fraction"] - rate):
         best = c
@@ -102,7 +120,7 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
 
   large_flops = results["large_only"]["flops"]
   out = {
-      "workdir": workdir, "checkpoint": {"which": which, "step": step},
+      "workdir": os.path.relpath(workdir), "checkpoint": {"which": which, "step": step},
       "episodes": episodes, "seed": seed, "split": "test", "budget": budget,
       "levels": list(config.levels), "member_costs": costs,
       "seeds": ev.episode_seeds(seed, episodes, "test"),

@@ -1,9 +1,10 @@
 """Evaluating switching rules on fixed episodes: LONDI and the baselines of docs/evaluation.md,
-with compute accounting (Sec. 2.2).
+with compute accounting (docs/architecture.md: compute accounting).
 
-Every method plays the same episodes: episode `k` of `levels[k % len(levels)]` reset with seed
-`episode_seed(seed, k, split)`, and actions drawn from common random numbers (`lm.crn_uniform`),
-so two methods that make the same switches play the same trajectory. A method is a switching
+Every method plays the same episodes (`training.episodes`): episode `k` of
+`levels[k % len(levels)]` reset with seed `episode_seed(seed, k, split)`, and actions drawn from
+common random numbers (`lm.crn_uniform`), so two methods that make the same switches play the same
+trajectory. A method is a switching
 rule `g = rule(view)` over the rows in flight; the small LM scores every row (its features and
 confidence are the rule's input), the large LM only the rows with `g = 1` (all rows for the
 oracle, which needs both greedy choices).
@@ -16,16 +17,15 @@ where the two policies disagree is free: it is a bound, not a method one could r
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from londi_jax.envs.seeds import episode_seed
+from londi_jax.switching import budget as budget_lib
 from londi_jax.training import features as features_lib
-from londi_jax.training.lm import LMRunner, choose_actions, crn_uniform
+from londi_jax.training.episodes import Act, Played, Schedule, play_episodes
+from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform
 from londi_jax.training.rows import Row
 
 RANDOM_STREAM = 7  # crn stream of the random baseline's coin (actions use stream 0)
@@ -78,13 +78,152 @@ class Method:
 
 def episode_seeds(seed: int, episodes: int, split: str = "test") -> list[int]:
   """The reset seeds of the evaluation episodes."""
-  return [episode_seed(seed, k, split) for k in range(episodes)]
+  return Schedule((), episodes, seed, split).reset_seeds()
+
+
+@dataclasses.dataclass
+class Tally:
+  """What a method spends over its episodes: FLOPs per model, steps, large calls, the LMs' device
+  and compilation time, and the small LM's max probability at every state it scored."""
+
+  flops: dict[str, int] = dataclasses.field(
+      default_factory=lambda: {"small": 0, "large": 0, "switcher": 0})
+  steps: int = 0
+  calls: int = 0
+  device_time: float = 0.0
+  compile_time: float = 0.0
+  max_probs: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+  def timed(self, scored: Scored) -> Scored:
+    """Adds an LM call's device and compilation time; returns the call."""
+    self.device_time += scored.out.device_time_s
+    self.compile_time += scored.out.compile_time_s
+    return scored
+
+
+@dataclasses.dataclass
+class Batch:
+  """The rows in flight on one step and their common random numbers (`crn_uniform`)."""
+
+  rows: list[Row]
+  candidates: list[Sequence[str]]
+  num_candidates: np.ndarray  # [n]
+  episode_seeds: np.ndarray  # [n]
+  t: np.ndarray  # [n]
+  uniforms: np.ndarray  # [n]
+  mode: str  # `policies.action`: sampled or greedy
+
+  @classmethod
+  def of(cls, rows: list[Row], config) -> Batch:
+    candidates = [r.obs.valid_actions for r in rows]
+    episode_seeds = np.array([r.seed for r in rows], np.int64)
+    t = np.array([r.t for r in rows], np.int64)
+    return cls(rows, candidates, np.array([len(c) for c in candidates]), episode_seeds, t,
+               crn_uniform(config.seed, episode_seeds, t), config.policies.action)
+
+  def score(self, runner: LMRunner, which: np.ndarray, tally: Tally, count_flops: bool = True
+            ) -> Scored:
+    """`runner` on the rows `which`; its FLOPs count towards the method unless `count_flops` is
+    off (the oracle's look at the large LM's choice on every row)."""
+    scored = tally.timed(runner([self.rows[j].prompt(runner.name) for j in which],
+                                [self.candidates[j] for j in which]))
+    if count_flops:
+      tally.flops[runner.name] += int(scored.row_flops.sum())
+    return scored
+
+  def choose(self, scored: Scored, which: np.ndarray) -> np.ndarray:
+    """The candidate each of the rows `which` takes under `scored`, at its common random number."""
+    return choose_actions(scored.out.probs, self.num_candidates[which], self.uniforms[which],
+                          self.mode)
+
+
+def decide(method: Method, view: View, allowed: np.ndarray) -> np.ndarray:
+  """The method's switches `[n]`, with `g = 1` masked where the budget is spent."""
+  return np.asarray(method.rule(view), np.int64) * allowed
+
+
+def small_then_rule(method: Method, view: View, batch: Batch, small: LMRunner, large: LMRunner,
+                    allowed: np.ndarray, config, tally: Tally):
+  """The small LM acts on every row and the rule sees its output, `phi(s)` and (for the oracle)
+  the large LM's choice; returns `(g, actions, large_scored)` (`large_scored` for the oracle)."""
+  every = np.arange(len(batch.rows))
+  scored = batch.score(small, every, tally)
+  actions = batch.choose(scored, every)
+  view.small, view.small_actions = scored.out, actions.copy()
+  view.phi = features_lib.build_features(config, scored.out,
+                                         np.array([r.time_fraction for r in batch.rows]))
+  tally.max_probs.append(np.asarray(scored.out.max_prob))
+  large_scored = None
+  if method.large_everywhere:
+    large_scored = batch.score(large, every, tally, count_flops=False)
+    view.large_actions = batch.choose(large_scored, every)
+  return decide(method, view, allowed), actions, large_scored
+
+
+def rule_then_small(method: Method, view: View, batch: Batch, small: LMRunner,
+                    allowed: np.ndarray, tally: Tally):
+  """A rule that needs no LM output decides first; the small LM acts only where `g = 0`."""
+  g = decide(method, view, allowed)
+  actions = np.zeros(len(batch.rows), np.int64)
+  small_rows = np.flatnonzero(g == 0)
+  if small_rows.size:
+    actions[small_rows] = batch.choose(batch.score(small, small_rows, tally), small_rows)
+  return g, actions
+
+
+def large_acts(g: np.ndarray, actions: np.ndarray, view: View, batch: Batch, large: LMRunner,
+               large_scored: Scored | None, tally: Tally) -> np.ndarray:
+  """`actions` with the large LM's choice where `g = 1`: from `large_scored` when the large LM
+  already scored every row (the oracle; only the called rows' FLOPs count), else from a call on
+  the called rows alone."""
+  called = np.flatnonzero(g)
+  if not called.size:
+    return actions
+  if large_scored is not None:
+    actions[called] = view.large_actions[called]
+    tally.flops[large.name] += int(large_scored.row_flops[called].sum())
+  else:
+    actions[called] = batch.choose(batch.score(large, called, tally), called)
+  return actions
+
+
+def method_act(method: Method, small: LMRunner, large: LMRunner, config, budget: int,
+               num_slots: int, tally: Tally) -> Act:
+  """The `play_episodes` step of a method: both LMs where the method needs them, the switches
+  under the hard budget of `budget` calls per episode (0: none), and the tally."""
+  remaining = np.full(num_slots, budget, np.int64)  # z per slot
+
+  def act(slots: list[int], rows: list[Row]):
+    batch = Batch.of(rows, config)
+    remaining[slots] = np.where(batch.t == 0, budget, remaining[slots])  # a new episode: z = n
+    view = View(small=None, phi=None, remaining=remaining[slots].copy(),
+                episode_seeds=batch.episode_seeds, t=batch.t, small_actions=None,
+                large_actions=None)
+    allowed = np.asarray(budget_lib.allowed_switches(view.remaining, budget))[:, 1]
+    large_scored = None
+    if method.small_everywhere:
+      g, actions, large_scored = small_then_rule(method, view, batch, small, large, allowed,
+                                                 config, tally)
+    else:
+      g, actions = rule_then_small(method, view, batch, small, allowed, tally)
+    actions = large_acts(g, actions, view, batch, large, large_scored, tally)
+    tally.flops["switcher"] += method.switcher_flops * len(rows)
+    tally.steps += len(rows)
+    tally.calls += int(g.sum())
+    remaining[slots] = budget_lib.spend(remaining[slots], g, budget)
+    return [c[a] for c, a in zip(batch.candidates, actions)], g
+
+  return act
 
 
 def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, episodes: int,
-               seed: int, num_envs: int, split: str = "test", budget: int = 0) -> dict:
+               seed: int, num_envs: int, split: str = "test", budget: int = 0,
+               progress: Callable[[int], Any] | None = None) -> dict:
   """Plays `episodes` episodes with one switching rule, under a hard budget of `budget` large
   calls per episode (0: none) when the method is `budgeted`.
+
+  Args:
+    progress: called with 1 after each finished episode.
 
   Returns:
     Totals (`success_rate`, `mean_return`, `large_call_fraction`, `flops`, `steps`,
@@ -93,94 +232,18 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
     `episodes`: per episode `seed`, `level`, `success`, `return`, `length`, `calls`; and
     `small_max_prob`, the small LM's max probability at every visited state.
   """
-  levels = tuple(config.levels)
-  prompt_configs = {"small": small.prompt_config, "large": large.prompt_config}
-  seeds = episode_seeds(seed, episodes, split)
-  queue = collections.deque(range(episodes))
-  slots: list[Row] = [Row(prompt_configs) for _ in range(min(num_envs, episodes))]
-  live: list[int | None] = [None] * len(slots)  # episode index per slot
-  remaining = np.zeros(len(slots), np.int64)
-  results: list[dict | None] = [None] * episodes
-  flops = {"small": 0, "large": 0, "switcher": 0}
-  steps = calls = 0
-  device_time = compile_time = 0.0
-  max_probs = []
-  budget = budget if method.budgeted else 0
+  schedule = Schedule(tuple(config.levels), episodes, seed, split)
+  tally = Tally()
+  act = method_act(method, small, large, config, budget if method.budgeted else 0,
+                   min(num_envs, episodes), tally)
+  played = play_episodes(schedule, {r.name: r.prompt_config for r in (small, large)}, num_envs,
+                         act, progress)
+  return method_result(method, played, tally)
 
-  def start(i: int) -> None:
-    live[i] = None
-    if queue:
-      k = queue.popleft()
-      slots[i].start(levels[k % len(levels)], seeds[k])
-      live[i] = k
-      remaining[i] = budget
 
-  for i in range(len(slots)):
-    start(i)
-  wall_start = time.perf_counter()
-  while any(k is not None for k in live):
-    idx = [i for i, k in enumerate(live) if k is not None]
-    rows = [slots[i] for i in idx]
-    cands = [r.obs.valid_actions for r in rows]
-    n_cands = np.array([len(c) for c in cands])
-    ep_seeds = np.array([r.seed for r in rows], np.int64)
-    t = np.array([r.t for r in rows], np.int64)
-    u = crn_uniform(config.seed, ep_seeds, t)
-    mode = config.policies.action
-    view = View(small=None, phi=None, remaining=remaining[idx].copy(), episode_seeds=ep_seeds,
-                t=t, small_actions=None, large_actions=None)
-    small_rows = np.arange(len(rows))
-    allowed = (remaining[idx] > 0) if budget > 0 else np.ones(len(rows), bool)  # hard budget
-    if not method.small_everywhere:  # the rule needs no LM output; the small LM runs where g = 0
-      g = np.asarray(method.rule(view), np.int64) * allowed
-      small_rows = np.flatnonzero(g == 0)
-    actions = np.zeros(len(rows), np.int64)
-    if small_rows.size:
-      s = small([rows[j].prompt("small") for j in small_rows], [cands[j] for j in small_rows])
-      device_time += s.out.device_time_s
-      compile_time += s.out.compile_time_s
-      flops["small"] += int(s.row_flops.sum())
-      actions[small_rows] = choose_actions(s.out.probs, n_cands[small_rows], u[small_rows], mode)
-    if method.small_everywhere:
-      view.small = s.out
-      view.small_actions = actions.copy()
-      view.phi = features_lib.build_features(config, s.out,
-                                             np.array([r.time_fraction for r in rows]))
-      max_probs.append(np.asarray(s.out.max_prob))
-      large_out = None
-      if method.large_everywhere:
-        large_out = large([r.prompt("large") for r in rows], cands)
-        device_time += large_out.out.device_time_s
-        compile_time += large_out.out.compile_time_s
-        view.large_actions = choose_actions(large_out.out.probs, n_cands, u, mode)
-      g = np.asarray(method.rule(view), np.int64) * allowed
-    called = np.flatnonzero(g)
-    if called.size:
-      if method.large_everywhere:
-        actions[called] = view.large_actions[called]
-        flops["large"] += int(large_out.row_flops[called].sum())
-      else:
-        lo = large([rows[j].prompt("large") for j in called], [cands[j] for j in called])
-        device_time += lo.out.device_time_s
-        compile_time += lo.out.compile_time_s
-        actions[called] = choose_actions(lo.out.probs, n_cands[called], u[called], mode)
-        flops["large"] += int(lo.row_flops.sum())
-    flops["switcher"] += method.switcher_flops * len(rows)
-    steps += len(rows)
-    calls += int(g.sum())
-    for j, (i, row) in enumerate(zip(idx, rows)):
-      _, done, info = row.step(cands[j][actions[j]], int(g[j]))
-      remaining[i] -= int(g[j]) if budget > 0 else 0
-      if done:
-        results[live[i]] = {"seed": row.seed, "level": row.env_id,
-                            "success": bool(info["success"]), "return": row.episode_return,
-                            "length": row.t, "calls": row.calls}
-        start(i)
-  wall = time.perf_counter() - wall_start - compile_time  # steady state: compilations excluded
-  for row in slots:
-    row.close()
-  eps = [r for r in results if r is not None]
-  total_flops = sum(flops.values())
+def method_result(method: Method, played: Played, tally: Tally) -> dict:
+  """The totals of `run_method` from the episodes' records and the tally."""
+  eps, steps = played.episodes, tally.steps
   return {
       "episodes": eps,
       "num_episodes": len(eps),
@@ -188,14 +251,15 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
       "mean_return": float(np.mean([e["return"] for e in eps])),
       "mean_length": float(np.mean([e["length"] for e in eps])),
       "steps": steps,
-      "large_calls": calls,
-      "large_call_fraction": calls / steps,
+      "large_calls": tally.calls,
+      "large_call_fraction": tally.calls / steps,
       "max_large_calls_per_episode": int(max(e["calls"] for e in eps)),
-      "flops": total_flops,
-      "flops_by_model": flops,
-      "seconds_per_step": wall / steps,
-      "device_seconds_per_step": device_time / steps,
-      "small_max_prob": np.concatenate(max_probs) if max_probs else np.zeros(0),
+      "flops": sum(tally.flops.values()),
+      "flops_by_model": tally.flops,
+      # steady state: the LMs' compilations excluded
+      "seconds_per_step": (played.wall_s - tally.compile_time) / steps,
+      "device_seconds_per_step": tally.device_time / steps,
+      "small_max_prob": np.concatenate(tally.max_probs) if tally.max_probs else np.zeros(0),
       **method.info,
   }
 
@@ -264,10 +328,6 @@ def format_table(methods: dict[str, dict]) -> str:
   return "\n".join(lines)
 
 
-def sorted_costs(costs: Sequence[float]) -> list[float]:
-  return sorted(set(float(c) for c in costs))
-
-
 def switcher_flops(q_params) -> int:
   """Forward FLOPs of the switcher's MLP on one state: `2 * fan_in * fan_out` per dense layer."""
   import jax
@@ -283,8 +343,7 @@ def make_londi_rule_builder(config, num_envs: int):
   import jax
   import jax.numpy as jnp
 
-  from londi_jax.switching import budget as budget_lib
-  from londi_jax.switching.acting import greedy_switch
+  from londi_jax.switching.acting import greedy_under_budget
   from londi_jax.switching.learner import q_values
 
   sw = config.switcher
@@ -294,7 +353,7 @@ def make_londi_rule_builder(config, num_envs: int):
   @jax.jit
   def greedy(params, phi, remaining):
     q = q_values(sw, params, phi, remaining)  # [num_envs, 2]
-    return greedy_switch(q, budget_lib.allowed_switches(remaining, budget))
+    return greedy_under_budget(q, remaining, budget)
 
   def londi(q_params, name: str = "londi", **info) -> Method:
     held: dict[int, int] = {}  # episode seed -> the switch of its latest decision

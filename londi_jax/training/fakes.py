@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from londi_jax import envs
-from londi_jax.envs.babyai.prompts import PromptConfig, PromptHistory
+from londi_jax.envs.babyai.prompts import PromptConfig
 from londi_jax.policies.config import DecoderConfig
 from londi_jax.policies.model import init_params
 from londi_jax.policies.store import save_policy
@@ -37,20 +37,21 @@ def vocabulary(episodes: int = 40, steps: int = 30, seed: int = 0) -> list[str]:
   rng = np.random.default_rng(seed)
   texts = []
   for k in range(episodes):
-    env = envs.make(LEVELS[k % len(LEVELS)])
+    env_id = LEVELS[k % len(LEVELS)]
+    env = envs.make(env_id)
     obs = env.reset(seed=seed + k)
-    hist = {n: PromptHistory(c) for n, c in PROMPTS.items()}
+    hist = {n: envs.prompt_history(env_id, c) for n, c in PROMPTS.items()}
     for h in hist.values():
       h.reset(obs)
     texts += list(obs.valid_actions)
     for _ in range(steps):
       texts += [h.prompt() for h in hist.values()]
       action = obs.valid_actions[rng.integers(3)]  # turns and forward: cover the room
-      obs, _, done, _ = env.step(action)
+      obs, reward, done, _ = env.step(action)
       if done:
         break
       for h in hist.values():
-        h.record(action, obs)
+        h.record(action, obs, reward)
     env.close()
   return texts
 
@@ -82,6 +83,6 @@ def make_tiny_policies(folder: str, seed: int = 0, sizes: dict | None = None,
                            **s)
     params = init_params(config, jax.random.fold_in(jax.random.key(seed), k))
     save_policy(os.path.join(folder, name), config, params, tokenizer,
-                meta={"name": name, "prompt": dataclasses.asdict(prompts[name]), "levels": list(LEVELS),
-                      "untrained": True})
+                meta={"name": name, "prompt": dataclasses.asdict(prompts[name]),
+                      "levels": list(LEVELS), "untrained": True})
   return folder

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+import time
+from typing import Any, Sequence
 
-import jax
 import ml_collections
 import numpy as np
 
-from londi_jax.envs.babyai.prompts import PromptConfig
-from londi_jax.policies import flops as flops_lib
 from londi_jax.policies.policy import Buckets, Policy, PolicyOutput
 from londi_jax.policies.checkpoint import load_pretrained
 from londi_jax.policies.store import load_policy
@@ -50,13 +48,13 @@ def policy_folder(config: ml_collections.ConfigDict, name: str) -> str:
 
 def load_policy_any(folder: str, **kwargs) -> Policy:
   """A policy folder (`load_policy`), or a Hugging Face checkpoint folder with its tokenizer,
-  prompted with the GLAM template (`PromptConfig()`)."""
+  prompted with its environment family's default template (an empty prompt config; GLAM's
+  template on BabyAI-Text)."""
   if os.path.exists(os.path.join(folder, "policy.json")):
     return load_policy(folder, **kwargs)
   model, params = load_pretrained(folder)
   return Policy(model, params, Tokenizer.load(folder),
-                meta={"name": os.path.basename(folder),
-                      "prompt": dataclasses.asdict(PromptConfig())}, **kwargs)
+                meta={"name": os.path.basename(folder), "prompt": {}}, **kwargs)
 
 
 @dataclasses.dataclass
@@ -69,47 +67,29 @@ class Scored:
 
 
 class LMRunner:
-  """A policy and its prompt template; scores rows and counts FLOPs per row.
+  """A policy as the loop calls it: its prompt config, and batched scoring timed on the wall.
 
   Attributes:
     policy: the `Policy`.
-    prompt_config: how this policy's prompts are written (from its saved metadata).
+    prompt_config: how this policy's prompts are written, as saved in its metadata (a mapping of
+      its environment family's `PromptConfig` fields; `envs.prompt_history` reads it).
     name: `small` or `large`.
   """
 
   def __init__(self, policy: Policy, name: str):
     self.policy = policy
     self.name = name
-    self.prompt_config = PromptConfig(**policy.meta.get("prompt", {}))
-    self._cand_ids: dict[str, list[int]] = {}
-    self._flops: dict[tuple, int] = {}
-    self._key = jax.random.key(0)  # unused: actions come from `choose_actions`
+    self.prompt_config: dict[str, Any] = dict(policy.meta.get("prompt", {}))
 
   @property
   def hidden_size(self) -> int:
     return int(self.policy.config.hidden_size)
 
-  def flops_per_step(self, prompt_len: int, cand_lens: tuple[int, ...]) -> int:
-    key = (prompt_len, cand_lens)
-    if key not in self._flops:
-      self._flops[key] = flops_lib.flops_per_step(self.policy.config, prompt_len, cand_lens)
-    return self._flops[key]
-
   def __call__(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> Scored:
     """Scores each row's candidates after its prompt (one jitted call for all rows)."""
-    import time
     start = time.perf_counter()
-    tok = self.policy.tokenizer
-    prompt_ids = tok.encode_prompts(prompts)
-    for c in {c for cands in candidates for c in cands} - self._cand_ids.keys():
-      self._cand_ids[c] = tok.encode_candidates([c])[0]
-    cand_ids = [[self._cand_ids[c] for c in cands] for cands in candidates]
-    out = self.policy.score_tokens(prompt_ids, cand_ids, self._key)
-    max_prompt = self.policy.buckets.prompt[-1]
-    row_flops = np.array([
-        self.flops_per_step(min(len(p), max_prompt), tuple(len(t) for t in c))
-        for p, c in zip(prompt_ids, cand_ids)], np.int64)  # [R]
-    return Scored(out=out, row_flops=row_flops, wall_s=time.perf_counter() - start)
+    out = self.policy(prompts, candidates)
+    return Scored(out=out, row_flops=out.row_flops, wall_s=time.perf_counter() - start)
 
 
 def load_runners(config: ml_collections.ConfigDict) -> tuple[LMRunner, LMRunner]:

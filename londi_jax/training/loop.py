@@ -1,42 +1,56 @@
 """The host-side training loop of docs/architecture.md: one acting step (`launch.train`).
 
-Each acting step, for `M` members with `B` environment rows each (`R = M * B` rows):
+Each acting step, for `M` members with `B` environment rows each (`R = M * B` rows), runs five
+stages (`Trainer.act`):
 
-    prompts (small) -> small LM on all R rows -> phi(s) [M, B, F]
-    -> jitted member step (replay write, U updates every k steps, epsilon-greedy switch) -> g [M, B]
-    -> large LM on the rows with g = 1 (padded to a batch bucket) -> actions -> environments
+    1. score small      the small LM on all R rows -> phi(s) [M, B, F]
+    2. member step      the jitted member step: complete the pending transition and write it to
+                        replay, U updates every k steps, epsilon-greedy switch -> g [M, B]
+    3. score large      the large LM on the rows with g = 1 (padded to a batch bucket)
+    4. choose actions   the small LM's action, or the large LM's where g = 1, at a common random
+                        number of (seed, episode seed, t)
+    5. step envs        every row steps; its switcher reward and discount are the `Pending`
+                        transition of the next member step; z is spent; finished episodes
+                        restart with z = n
 
 A row decides every `switcher.hold` steps of its episode, and each decision's transition is
 written `switcher.n_step` decisions late, by the step that sees the bootstrap state
 (`switching.nstep`). An episode's end (success, failure or the step limit) is terminal for the
 switcher (discount 0); with the time fraction in `phi` the step limit is part of the state, so
 this is exact. The Lagrangian's measured value is an exponential average of the greedy call rate
-(times the average episode length for `calls_per_episode`).
+(times the average episode length for `calls_per_episode`), kept in `CallAverages`. What is only
+reported (`Window`, the statistics of a `train` record, and `Timings`, where the time goes) is
+kept apart from the algorithm's state.
 
-Checkpoints hold every member's state (replay included) and the rows as seeds and actions, so a
-run interrupted and resumed replays exactly the same episodes and ends with the same metrics.
+Checkpoints hold every member's state (replay included), the rows as seeds and actions, the
+pending transition and the averages, so a run interrupted and resumed replays exactly the same
+episodes and ends with the same metrics.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import os
 import time
-from typing import Callable
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from londi_jax.policies.policy import PolicyOutput
+from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.training import evaluation as eval_lib
 from londi_jax.training import features as features_lib
 from londi_jax.training.checkpoint import CheckpointStore, check_config, config_dict
-from londi_jax.training.lm import LMRunner, choose_actions, crn_uniform, load_runners
+from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform, load_runners
 from londi_jax.training.members import make_members
 from londi_jax.training.metrics import MetricsWriter
-from londi_jax.training.rows import TrainRows
+from londi_jax.training.rows import Row, TrainRows
 
 MEASURE_DECAY = 0.99  # of the exponential average of the greedy call rate
 PERIODIC_EVAL_SEED = 500_000  # periodic evaluations play `dev` seeds far from training's
@@ -69,6 +83,146 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"policies.action must be sampled or greedy, got {config.policies.action!r}")
 
 
+# -- the algorithm's host state ----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Pending:
+  """The transition the environments' step leaves for the next member step to complete.
+
+  Attributes:
+    reward: [R] float32, the switcher's reward of each row's latest step (`switcher_reward`).
+    discount: [R] float32, 0 where that step ended the episode, else gamma.
+  """
+
+  reward: np.ndarray
+  discount: np.ndarray
+
+  @classmethod
+  def initial(cls, num_rows: int) -> Pending:
+    """Before the first step (the member step ignores it: no decision awaits a transition)."""
+    return cls(np.zeros(num_rows, np.float32), np.zeros(num_rows, np.float32))
+
+  def to_host(self) -> dict:
+    return {"reward": self.reward.tolist(), "discount": self.discount.tolist()}
+
+  @classmethod
+  def from_host(cls, host: dict) -> Pending:
+    return cls(np.asarray(host["reward"], np.float32), np.asarray(host["discount"], np.float32))
+
+
+@dataclasses.dataclass
+class CallAverages:
+  """Exponential averages (decay `MEASURE_DECAY`) behind the Lagrangian's measured value.
+
+  Attributes:
+    rate: [M] float64, each member's greedy call rate per step.
+    length: [M] float64, each member's episode length (nan until its first episode ends).
+  """
+
+  rate: np.ndarray
+  length: np.ndarray
+
+  @classmethod
+  def initial(cls, num_members: int) -> CallAverages:
+    return cls(np.zeros(num_members), np.full(num_members, np.nan))
+
+  def measured(self, kind: str) -> np.ndarray:
+    """[M] float32: the call rate, or calls per episode (`kind == "calls_per_episode"`: the rate
+    times the average length)."""
+    measured = self.rate.copy()
+    if kind == "calls_per_episode":
+      measured = measured * np.nan_to_num(self.length, nan=0.0)
+    return measured.astype(np.float32)
+
+  def add_step(self, greedy_rate: np.ndarray) -> None:
+    """Averages in one step's greedy call rate `[M]`."""
+    self.rate = MEASURE_DECAY * self.rate + (1 - MEASURE_DECAY) * greedy_rate
+
+  def add_episode(self, member: int, length: int) -> None:
+    """Averages in the length of an episode of `member` (the first one sets the average)."""
+    avg = self.length[member]
+    self.length[member] = length if np.isnan(avg) else (
+        MEASURE_DECAY * avg + (1 - MEASURE_DECAY) * length)
+
+  def to_host(self) -> dict:
+    return {"rate_avg": self.rate.tolist(),
+            "length_avg": [None if np.isnan(x) else x for x in self.length]}
+
+  @classmethod
+  def from_host(cls, host: dict) -> CallAverages:
+    return cls(np.asarray(host["rate_avg"], np.float64),
+               np.array([np.nan if x is None else x for x in host["length_avg"]]))
+
+
+class Episode(NamedTuple):
+  """An episode that ended in the latest step."""
+
+  row: int
+  member: int
+  success: bool
+  episode_return: float
+  length: int
+  calls: int
+
+
+# -- what is only reported -------------------------------------------------------------------
+
+
+class Timings(collections.Counter):
+  """Seconds of `act` by part: `small_lm` and `large_lm` (the LMs' device time), `compile` (LM
+  compilations), `update` (the member step), `envs` and `total` (wall time); see bench/loop.py."""
+
+  @contextlib.contextmanager
+  def wall(self, part: str):
+    """Adds the wall time of the block to `part`."""
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self[part] += time.perf_counter() - start
+
+  def add_lm(self, part: str, out: PolicyOutput) -> None:
+    """Adds an LM call's device time to `part` and its compilation time to `compile`."""
+    self[part] += out.device_time_s
+    self["compile"] += out.compile_time_s
+
+
+class Window:
+  """The statistics of the steps since the latest `train` record, per member."""
+
+  def __init__(self, num_members: int):
+    self.steps = 0
+    self.calls = np.zeros(num_members)  # sums over steps of the executed call rate
+    self.greedy = np.zeros(num_members)  # and of the greedy one
+    self.episodes: list[list[Episode]] = [[] for _ in range(num_members)]
+    self.start = time.perf_counter()
+
+  def add_step(self, call_rate: np.ndarray, greedy_rate: np.ndarray) -> None:
+    self.steps += 1
+    self.calls += call_rate
+    self.greedy += greedy_rate
+
+  def add_episode(self, episode: Episode) -> None:
+    self.episodes[episode.member].append(episode)
+
+  def steps_per_s(self) -> float:
+    return self.steps / (time.perf_counter() - self.start)
+
+  def member(self, k: int) -> dict[str, Any]:
+    """Member `k`'s call rates and the success, return, length and calls of its episodes."""
+    eps = self.episodes[k]
+
+    def mean(field: str) -> float | None:
+      return float(np.mean([getattr(e, field) for e in eps])) if eps else None
+
+    return {"call_rate": float(self.calls[k] / self.steps),
+            "greedy_call_rate": float(self.greedy[k] / self.steps),
+            "episodes": len(eps), "success_rate": mean("success"),
+            "mean_return": mean("episode_return"), "mean_length": mean("length"),
+            "calls_per_episode": mean("calls")}
+
+
 class Trainer:
   """Owns the policies, the rows and the member state of one run."""
 
@@ -93,15 +247,12 @@ class Trainer:
     self.store = CheckpointStore(self.workdir, keep=int(config.keep_checkpoints))
     self.metrics = MetricsWriter(os.path.join(self.workdir, "metrics.jsonl"))
     self.step = 0
-    self.remaining = np.full(num_rows, self.budget, np.int64)  # [R]
-    self.reward = np.zeros(num_rows, np.float32)  # [R] of the pending transitions
-    self.discount = np.zeros(num_rows, np.float32)  # [R]
-    self.rate_avg = np.zeros(self.num_members)  # [M] average greedy call rate
-    self.length_avg = np.full(self.num_members, np.nan)  # [M] average episode length
-    # Wall time of `act` by part (seconds): the LMs' device time, the member step (switcher,
-    # replay, updates), the environments, LM compilations, and the total; see bench/loop.py.
-    self.timings = collections.Counter()
-    self._window_reset()
+    self.remaining = np.full(num_rows, self.budget, np.int64)  # [R] z
+    self.pending = Pending.initial(num_rows)
+    self.averages = CallAverages.initial(self.num_members)
+    self.timings = Timings()
+    self.window = Window(self.num_members)
+    self._train_metrics = None  # the latest step that could update (see `_member_step`)
     self._restore_or_start()
 
   # -- state --------------------------------------------------------------------------------
@@ -113,9 +264,8 @@ class Trainer:
 
   def _host(self) -> dict:
     return {"step": self.step, "rows": self.rows.snapshot(),
-            "remaining": self.remaining.tolist(), "reward": self.reward.tolist(),
-            "discount": self.discount.tolist(), "rate_avg": self.rate_avg.tolist(),
-            "length_avg": [None if np.isnan(x) else x for x in self.length_avg]}
+            "remaining": self.remaining.tolist(), **self.pending.to_host(),
+            **self.averages.to_host()}
 
   def _restore_or_start(self) -> None:
     if self.store.latest_step() is None:
@@ -128,103 +278,117 @@ class Trainer:
     self.step = int(host["step"])
     self.rows.restore(host["rows"])
     self.remaining = np.asarray(host["remaining"], np.int64)
-    self.reward = np.asarray(host["reward"], np.float32)
-    self.discount = np.asarray(host["discount"], np.float32)
-    self.rate_avg = np.asarray(host["rate_avg"], np.float64)
-    self.length_avg = np.array([np.nan if x is None else x for x in host["length_avg"]])
+    self.pending = Pending.from_host(host)
+    self.averages = CallAverages.from_host(host)
     self.metrics.truncate(self.step)
     self.log(f"resumed from step {self.step} of {self.config.train_steps}")
-
-  def _window_reset(self) -> None:
-    m = self.num_members
-    self.window = {"steps": 0, "calls": np.zeros(m), "greedy": np.zeros(m),
-                   "episodes": [[] for _ in range(m)], "start": time.perf_counter()}
 
   # -- one acting step -------------------------------------------------------------------------
 
   def act(self) -> None:
-    """One acting step on every row (see the module docstring)."""
-    cfg, rows = self.config, self.rows.rows
+    """One acting step on every row: the five stages of the module docstring."""
+    with self.timings.wall("total"):
+      rows = self.rows.rows
+      cands = [row.obs.valid_actions for row in rows]
+      small = self._score_small(rows, cands)
+      phi = features_lib.build_features(self.config, small.out,
+                                        np.array([row.time_fraction for row in rows]))
+      g, greedy = self._member_step(rows, phi)
+      called = np.flatnonzero(g)
+      large = self._score_large(rows, cands, called)
+      actions = self._choose_actions(rows, cands, small, large, called)
+      with self.timings.wall("envs"):
+        self.pending, finished = self._step_envs(rows, cands, actions, g)
+      self.remaining = budget_lib.spend(self.remaining, g, self.budget)
+      self.remaining[np.array([e.row for e in finished], np.int64)] = self.budget
+      self._account(g, greedy, finished)
+      self.step += 1
+
+  def _score_small(self, rows: Sequence[Row], cands: Sequence[Sequence[str]]) -> Scored:
+    """Stage 1: the small LM on every row (its output gives `phi(s)`)."""
+    small = self.small([row.prompt("small") for row in rows], cands)
+    self.timings.add_lm("small_lm", small.out)
+    return small
+
+  def _member_step(self, rows: Sequence[Row], phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 2: every member's step on `phi(s)` `[R, F]`, `z`, `t` and the pending transition;
+    returns the executed and the greedy switches, `[R]` each."""
     m, b = self.num_members, self.num_envs
-    clock = self.timings
-    start = time.perf_counter()
-    cands = [row.obs.valid_actions for row in rows]
+    t = np.array([row.t for row in rows], np.int32)
+    with self.timings.wall("update"):
+      self.members, g, greedy, metrics = self.step_fn(
+          self.members, phi.reshape(m, b, -1), self.remaining.reshape(m, b).astype(np.int32),
+          t.reshape(m, b), self.pending.reward.reshape(m, b),
+          self.pending.discount.reshape(m, b),
+          self.averages.measured(self.config.switcher.lagrangian.measure))
+      g, greedy = np.asarray(g).reshape(-1), np.asarray(greedy).reshape(-1)  # [R]
+    if self.step % int(self.config.switcher.train_every) == 0:
+      self._train_metrics = metrics  # a step that could update: the one a record reports
+    return g, greedy
+
+  def _score_large(self, rows: Sequence[Row], cands: Sequence[Sequence[str]],
+                   called: np.ndarray) -> Scored | None:
+    """Stage 3: the large LM on the rows that call it (None when none does)."""
+    if not called.size:
+      return None
+    large = self.large([rows[i].prompt("large") for i in called], [cands[i] for i in called])
+    self.timings.add_lm("large_lm", large.out)
+    return large
+
+  def _choose_actions(self, rows: Sequence[Row], cands: Sequence[Sequence[str]], small: Scored,
+                      large: Scored | None, called: np.ndarray) -> np.ndarray:
+    """Stage 4: each row's candidate index `[R]`, from the LM it called, at the row's common
+    random number."""
+    mode = self.config.policies.action
     n_cands = np.array([len(c) for c in cands])
-    s = self.small([row.prompt("small") for row in rows], cands)
-    clock["small_lm"] += s.out.device_time_s
-    clock["compile"] += s.out.compile_time_s
-    phi = features_lib.build_features(cfg, s.out, np.array([row.time_fraction for row in rows]))
-    measured = self.rate_avg.copy()
-    if cfg.switcher.lagrangian.measure == "calls_per_episode":
-      measured = measured * np.nan_to_num(self.length_avg, nan=0.0)
-    tick = time.perf_counter()
-    self.members, g, greedy, self._step_metrics = self.step_fn(
-        self.members, phi.reshape(m, b, -1), self.remaining.reshape(m, b).astype(np.int32),
-        np.array([row.t for row in rows], np.int32).reshape(m, b), self.reward.reshape(m, b),
-        self.discount.reshape(m, b), measured.astype(np.float32))
-    g, greedy = np.asarray(g).reshape(-1), np.asarray(greedy).reshape(-1)  # [R]
-    clock["update"] += time.perf_counter() - tick
-    ep_seeds = np.array([row.seed for row in rows], np.int64)
-    t = np.array([row.t for row in rows], np.int64)
-    u = crn_uniform(int(cfg.seed), ep_seeds, t)
-    actions = choose_actions(s.out.probs, n_cands, u, cfg.policies.action)
-    called = np.flatnonzero(g)
-    if called.size:
-      lo = self.large([rows[i].prompt("large") for i in called], [cands[i] for i in called])
-      actions[called] = choose_actions(lo.out.probs, n_cands[called], u[called],
-                                       cfg.policies.action)
-      clock["large_lm"] += lo.out.device_time_s
-      clock["compile"] += lo.out.compile_time_s
-    tick = time.perf_counter()
+    u = crn_uniform(int(self.config.seed), np.array([row.seed for row in rows], np.int64),
+                    np.array([row.t for row in rows], np.int64))
+    actions = choose_actions(small.out.probs, n_cands, u, mode)
+    if large is not None:
+      actions[called] = choose_actions(large.out.probs, n_cands[called], u[called], mode)
+    return actions
+
+  def _step_envs(self, rows: Sequence[Row], cands: Sequence[Sequence[str]], actions: np.ndarray,
+                 g: np.ndarray) -> tuple[Pending, list[Episode]]:
+    """Stage 5: every row takes its action; finished episodes restart. Returns the pending
+    transition and the episodes that ended."""
+    reward = np.zeros(len(rows), np.float32)
+    discount = np.zeros(len(rows), np.float32)
+    finished = []
     for i, row in enumerate(rows):
-      reward, done, info = row.step(cands[i][actions[i]], int(g[i]))
-      self.reward[i] = switcher_reward(cfg.reward, reward, done, info)
-      self.discount[i] = 0.0 if done else self.gamma
-      if self.budget > 0:
-        self.remaining[i] -= int(g[i])
+      r, done, info = row.step(cands[i][actions[i]], int(g[i]))
+      reward[i] = switcher_reward(self.config.reward, r, done, info)
+      discount[i] = 0.0 if done else self.gamma
       if done:
-        member = i // b
-        self.window["episodes"][member].append(
-            (bool(info["success"]), row.episode_return, row.t, row.calls))
-        avg = self.length_avg[member]
-        self.length_avg[member] = row.t if np.isnan(avg) else (
-            MEASURE_DECAY * avg + (1 - MEASURE_DECAY) * row.t)
+        finished.append(Episode(row=i, member=i // self.num_envs, success=bool(info["success"]),
+                                episode_return=row.episode_return, length=row.t,
+                                calls=row.calls))
         self.rows.next_episode(i)
-        self.remaining[i] = self.budget
-    clock["envs"] += time.perf_counter() - tick
-    greedy_rate = greedy.reshape(m, b).mean(-1)
-    self.rate_avg = MEASURE_DECAY * self.rate_avg + (1 - MEASURE_DECAY) * greedy_rate
-    self.window["steps"] += 1
-    self.window["calls"] += g.reshape(m, b).mean(-1)
-    self.window["greedy"] += greedy_rate
-    self.step += 1
-    if (self.step - 1) % int(cfg.switcher.train_every) == 0:
-      self._train_metrics = self._step_metrics
-    clock["total"] += time.perf_counter() - start
+    return Pending(reward, discount), finished
+
+  def _account(self, g: np.ndarray, greedy: np.ndarray, finished: Sequence[Episode]) -> None:
+    """Folds the step into the call averages and the reported window."""
+    m, b = self.num_members, self.num_envs
+    greedy_rate = greedy.reshape(m, b).mean(-1)  # [M]
+    for episode in finished:
+      self.averages.add_episode(episode.member, episode.length)
+      self.window.add_episode(episode)
+    self.averages.add_step(greedy_rate)
+    self.window.add_step(g.reshape(m, b).mean(-1), greedy_rate)
 
   # -- logging, evaluation, checkpoints ------------------------------------------------------
 
   def _record(self) -> dict:
-    w = self.window
-    elapsed = time.perf_counter() - w["start"]
     train = jax.device_get(self._train_metrics)
     members = []
     for k in range(self.num_members):
-      eps = w["episodes"][k]
       members.append({
-          "cost": self.costs[k], "seed": self.seeds[k],
-          "call_rate": float(w["calls"][k] / w["steps"]),
-          "greedy_call_rate": float(w["greedy"][k] / w["steps"]),
-          "episodes": len(eps),
-          "success_rate": float(np.mean([e[0] for e in eps])) if eps else None,
-          "mean_return": float(np.mean([e[1] for e in eps])) if eps else None,
-          "mean_length": float(np.mean([e[2] for e in eps])) if eps else None,
-          "calls_per_episode": float(np.mean([e[3] for e in eps])) if eps else None,
-          "measured_rate": float(self.rate_avg[k]),
+          "cost": self.costs[k], "seed": self.seeds[k], **self.window.member(k),
+          "measured_rate": float(self.averages.rate[k]),
           **{key: float(np.asarray(v)[k]) for key, v in train.items()}})
     return {"kind": "train", "step": self.step,
             "env_steps": self.step * self.num_members * self.num_envs,
-            "steps_per_s": w["steps"] / elapsed, "members": members}
+            "steps_per_s": self.window.steps_per_s(), "members": members}
 
   def _progress(self, rec: dict) -> str:
     parts = []
@@ -298,7 +462,7 @@ class Trainer:
         rec = self._record()
         self.metrics.write(rec)
         self.log(self._progress(rec))
-        self._window_reset()
+        self.window = Window(self.num_members)
         score = None
         if cfg.eval_every and self.step % cfg.eval_every == 0:
           score = self._periodic_eval()
@@ -313,6 +477,7 @@ class Trainer:
   def close(self) -> None:
     self.store.wait()
     self.store.close()
+    self.metrics.close()
     self.rows.close()
 
 

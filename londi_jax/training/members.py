@@ -16,8 +16,6 @@ off-policy Q-learning can use every member's experience, `M` times the data at n
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -25,7 +23,8 @@ from flax import struct
 
 from londi_jax.switching.replay import ReplayState, replay_add, replay_init
 from londi_jax.switching import budget as budget_lib
-from londi_jax.switching.acting import epsilon_greedy_switch, greedy_switch, linear_epsilon
+from londi_jax.switching.acting import (epsilon_greedy_switch, greedy_under_budget,
+                                        linear_epsilon)
 from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.switching.learner import (LearnerState, example_transition, init_learner,
                                          make_train_many, q_values)
@@ -84,7 +83,7 @@ def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
     held = held_switch(member.window) * allowed[:, 1]  # a held call stops when the budget does
     decisions = epsilon_greedy_switch(q, allowed, epsilon, key)  # kept only where `decide`
     switches = jnp.where(decide, decisions, held)
-    greedy = jnp.where(decide, greedy_switch(q, allowed), held)
+    greedy = jnp.where(decide, greedy_under_budget(q, remaining, budget), held)
     window, transition, valid = nstep_push(member.window, reward, discount, phi, remaining,
                                            decisions, decide, executed=switches)
     if share:  # [M, B, ...] -> [M * B, ...]
@@ -112,20 +111,3 @@ def make_members(config: ml_collections.ConfigDict, feature_dim: int):
   members = jax.jit(jax.vmap(init))(jnp.asarray(seeds, jnp.int32), jnp.asarray(costs, jnp.float32))
   return members, jax.jit(jax.vmap(step, axis_name=MEMBER_AXIS), donate_argnums=0)
 
-
-def make_greedy_fn(config: ml_collections.ConfigDict):
-  """`greedy(q_params [M, ...], phi [M, B, F], remaining [M, B]) -> switches [M, B]`: the
-  evaluation rule (no exploration), under the hard-budget mask."""
-  sw = config.switcher
-  budget = int(sw.budget)
-
-  def greedy(params, phi, remaining):
-    q = q_values(sw, params, phi, remaining)
-    return greedy_switch(q, budget_lib.allowed_switches(remaining, budget))
-
-  return jax.jit(jax.vmap(greedy))
-
-
-def stack_rows(values: Sequence, num_members: int):
-  """Splits a flat `[M * B, ...]` host array into `[M, B, ...]`."""
-  return values.reshape((num_members, -1) + values.shape[1:])

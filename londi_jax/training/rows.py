@@ -1,5 +1,6 @@
 """Environment rows the host loop steps: one text environment each, with a prompt history per
-policy and the log of the current episode's actions.
+policy and the log of the current episode's actions. A row serves any registered environment
+family: its prompt histories come from `envs.prompt_history` and its time from `env.step_limit`.
 
 Every episode is reset from a seed and every action is recorded, so a row's state is exactly
 `(seed, actions)`: a checkpoint stores that and `Row.replay` rebuilds the environment and both
@@ -11,14 +12,19 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from londi_jax import envs
+from londi_jax.envs.base import PromptHistory
 from londi_jax.envs.seeds import episode_seed
-from londi_jax.envs.babyai.prompts import PromptConfig, PromptHistory
 
 
 class Row:
-  """One environment slot; it may play different levels (one environment object per level)."""
+  """One environment slot; it may play different levels (one environment object per level).
 
-  def __init__(self, prompt_configs: Mapping[str, PromptConfig]):
+  Args:
+    prompt_configs: per policy name, its prompt config (a saved mapping of the family's
+      `PromptConfig` fields, or the family's `PromptConfig`; see `envs.prompt_history`).
+  """
+
+  def __init__(self, prompt_configs: Mapping[str, Any]):
     self._envs: dict[str, Any] = {}
     self._prompt_configs = dict(prompt_configs)
     self.histories: dict[str, PromptHistory] = {}
@@ -37,23 +43,26 @@ class Row:
       self._envs[env_id] = envs.make(env_id)
     self.env, self.env_id, self.seed = self._envs[env_id], env_id, int(seed)
     self.obs = self.env.reset(seed=self.seed)
-    self.histories = {name: PromptHistory(c) for name, c in self._prompt_configs.items()}
+    self.histories = {name: envs.prompt_history(env_id, c)
+                      for name, c in self._prompt_configs.items()}
     for h in self.histories.values():
       h.reset(self.obs)
     self.t, self.actions, self.episode_return, self.calls = 0, [], 0.0, 0
 
   def prompt(self, name: str) -> str:
+    """The prompt of policy `name` for the next action."""
     return self.histories[name].prompt()
 
   @property
   def time_fraction(self) -> float:
-    return self.t / self.env.max_steps
+    """`t / T`: the step in the episode over the episode's step limit."""
+    return self.t / self.env.step_limit
 
   def step(self, action: str, switch: int = 0) -> tuple[float, bool, dict[str, Any]]:
     """Takes `action` (`switch` says whether the large LM chose it); returns `(r, done, info)`."""
     obs, reward, done, info = self.env.step(action)
     for h in self.histories.values():
-      h.record(action, obs)
+      h.record(action, obs, reward)
     self.obs = obs
     self.t += 1
     self.actions.append(action)
@@ -86,7 +95,7 @@ class TrainRows:
   `levels[r % len(levels)]` with reset seed `episode_seed(seed, r + R * k, split)`."""
 
   def __init__(self, levels: Sequence[str], num_rows: int, seed: int,
-               prompt_configs: Mapping[str, PromptConfig], split: str = "dev"):
+               prompt_configs: Mapping[str, Any], split: str = "dev"):
     self.levels = tuple(levels)
     self.seed = seed
     self.split = split

@@ -77,6 +77,7 @@ class BabyAITextEnv:
     level: the name of the current episode's level (a mission kind for the mixed levels).
     unwrapped: the current episode's minigrid environment.
     valid_actions: the six action strings (minigrid actions 0-5), the same in every state.
+    step_limit: the current episode's step limit.
   """
 
   valid_actions = ACTIONS
@@ -91,8 +92,8 @@ class BabyAITextEnv:
     self._done = True
 
   @property
-  def max_steps(self) -> int:
-    """The current episode's step limit."""
+  def step_limit(self) -> int:
+    """Steps after which the current episode ends truncated (its minigrid level's `max_steps`)."""
     return self.unwrapped.max_steps
 
   def reset(self, seed: int | None = None) -> Observation:

@@ -1,11 +1,11 @@
 """Expert demonstrations on BabyAI-Text from minigrid's `BabyAIBot`.
 
 `collect` plays `episodes` episodes of one level with the bot and writes one record per step
-(`londi_jax.envs.demo_files` format). Episode `k` is reset with seed `offset(split) + seed + k`, so a seed
-range always gives the same demonstrations, and the splits (`train`, `dev`, `test`) never share
-a seed. Besides the required keys, a record holds what any prompt template needs: `mission`,
-`sentences` (this step's observation) and `step`; earlier observations and actions are the
-episode's earlier records. `prompt` is written with the default template (`PromptConfig()`).
+(`londi_jax.envs.demo_files` format). Episode `k` is reset with seed `offset(split) + seed + k`,
+so a seed range always gives the same demonstrations, and the splits (`train`, `dev`, `test`)
+never share a seed. Besides the required keys, a record holds what any prompt template needs:
+`mission`, `sentences` (this step's observation) and `step`; earlier observations and actions are
+the episode's earlier records. `prompt` is written with the default template (`PromptConfig()`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from londi_jax.envs.demo_files import DemoWriter
 from londi_jax.envs.babyai.env import ACTIONS
 from londi_jax.envs.babyai.prompts import PromptConfig, PromptHistory
 from londi_jax.envs.seeds import episode_seed
+
 
 def run_expert(env, seed: int, config: PromptConfig = PromptConfig()
                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -54,7 +55,7 @@ def run_expert(env, seed: int, config: PromptConfig = PromptConfig()
                   "sentences": list(obs.sentences)})
     obs, reward, done, info = env.step(action)
     total += reward
-    history.record(action, obs)
+    history.record(action, obs, reward)
   outcome = {"success": bool(info["success"]), "length": len(steps), "return": total,
              "level": env.level}
   return steps, outcome

@@ -26,7 +26,8 @@ Two templates over the same history (the mission, observations `o_0 .. o_t` and 
 `PromptConfig` sets the template and the history: how many past observations and actions, or the
 whole history, and whether to keep the episode's first observation (the starting pose, which
 missions such as `behind you` refer to) when it has left the window. `PromptHistory` follows an
-episode step by step; `build_prompt` and `episode_prompts` are the pure functions beneath it.
+episode step by step (the `PromptHistory` protocol of `londi_jax.envs.base`); `build_prompt` and
+`episode_prompts` are the pure functions beneath it.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class PromptHistory:
       history.reset(env.reset(seed=0))
       prompt = history.prompt()
       obs, reward, done, info = env.step(action)
-      history.record(action, obs)
+      history.record(action, obs, reward)
   """
 
   def __init__(self, config: PromptConfig = PromptConfig()):
@@ -172,8 +173,10 @@ class PromptHistory:
     self._observations = [tuple(obs.sentences)]
     self._actions = []
 
-  def record(self, action: str, obs: Observation) -> None:
-    """Appends the action taken and the observation that followed."""
+  def record(self, action: str, obs: Observation, reward: float) -> None:
+    """Appends the action taken and the observation that followed (the templates show no
+    rewards)."""
+    del reward
     self._actions.append(action)
     self._observations.append(tuple(obs.sentences))
     self._valid_actions = tuple(obs.valid_actions)

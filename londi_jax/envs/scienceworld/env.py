@@ -87,6 +87,7 @@ class ScienceWorld:
 
   Attributes:
     task: the task name.
+    step_limit: steps after which an episode ends truncated (the protocol's `step_limit`).
     variation: the variation of the current episode (None before the first reset).
     gold_actions: the gold path of the current episode (only with `gold_path=True`).
   """

@@ -2,8 +2,8 @@
 
 `collect` plays the simulator's gold path (`generateGoldPath=True`) on the variations of a split
 and writes one record per step (`londi_jax.envs.demo_files` format) with the compact prompt of
-`scienceworld_prompts`. Each gold action is replaced by the candidate that does the same thing
-(`candidates_lib.match_gold`: `examine X` is listed as `look at X`, `thermometer in
+`londi_jax.envs.scienceworld.prompts`. Each gold action is replaced by the candidate that does the
+same thing (`candidates_lib.match_gold`: `examine X` is listed as `look at X`, `thermometer in
 inventory` as `thermometer`), so the recorded action is one of the record's `valid_actions`; the
 episode is played with the recorded actions, so its final score shows that the replacements did
 what the gold path did. A gold action without such a candidate is played and recorded as written,
@@ -61,7 +61,7 @@ def play_gold(env, seed: int, config: PromptConfig = PromptConfig()
                   "observation": obs.extra["observation"], "inventory": obs.extra["inventory"],
                   "score": obs.extra["score"]})
     obs, reward, done, info = env.step(action)
-    history.record(action, reward, obs)
+    history.record(action, obs, reward)
     if done:
       break
   outcome = {"variation": env.variation, "success": bool(info["success"]),

@@ -10,7 +10,8 @@
 
 Every part is one line: the task, the time (steps taken) and score, the last few actions with
 their rewards and (shortened) observations, the current room, the current observation and the
-inventory. `PromptHistory` follows an episode; `build_prompt` is the pure function beneath it.
+inventory. `PromptHistory` follows an episode (the `PromptHistory` protocol of
+`londi_jax.envs.base`); `build_prompt` is the pure function beneath it.
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ class PromptHistory:
     self.turns = []
     self._obs = obs
 
-  def record(self, action: str, reward: float, obs: Observation) -> None:
-    """Appends a step: the action taken, its reward and the observation it led to."""
+  def record(self, action: str, obs: Observation, reward: float) -> None:
+    """Appends a step: the action taken, the observation it led to and its reward."""
     self.turns.append(Turn(action, reward, obs.extra["observation"]))
     self._obs = obs
 
