@@ -67,7 +67,10 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.eval.seed = 0
   c.eval.num_envs = 64  # episodes in flight
   c.eval.checkpoint = "latest"  # or "best"
-  c.eval.calibration_rounds = 1  # re-calibrations of the confidence threshold to LONDI's rate
+  # The confidence threshold and the time schedule are calibrated to each switcher's call rate on
+  # `dev_episodes` dev episodes (never on test ones), with this many fixed-point rounds.
+  c.eval.dev_episodes = 200
+  c.eval.calibration_rounds = 1
 
   c.switcher = switcher_config()
   c.switcher.cost = c.get_ref("cost")
@@ -100,6 +103,7 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
     c.eval_every = 20
     c.eval_episodes = 4
     c.eval.episodes = 8
+    c.eval.dev_episodes = 8
     c.eval.num_envs = 8
     c.switcher.hidden_sizes = (16,)
     c.switcher.replay_capacity = 1000

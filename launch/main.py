@@ -4,7 +4,7 @@ config asks), LONDI switchers at several costs c, every baseline on the same epi
     python -m launch.main --config configs/babyai_text.py --workdir DIR
     python -m launch.main --config configs/babyai_text.py:smoke --workdir DIR   # minutes
 
-Writes `DIR/report.md` (table, target check, run details) and `DIR/success_vs_calls.png`, beside
+Writes `DIR/report.md` (table, paired differences, run details) and `DIR/cost_quality.png`, beside
 the training run's files and `DIR/eval.json`. Rerunning resumes.
 """
 

@@ -12,7 +12,9 @@ from configs import londi
 from londi_jax.envs.babyai.env import ACTIONS
 from londi_jax.policies import flops as flops_lib
 from londi_jax.training import loop
-from londi_jax.training.evaluate_run import evaluate_run
+from londi_jax.envs.seeds import episode_seed
+from londi_jax.training import evaluation as ev
+from londi_jax.training.evaluate_run import evaluate_run, first_test_seed
 from londi_jax.training.fakes import make_tiny_policies
 from londi_jax.training.lm import load_runners
 from londi_jax.training.metrics import read_metrics
@@ -63,9 +65,10 @@ def result(tmp_path_factory):
 def test_eval_json_is_written_with_every_method(result):
   out, saved, _, _ = result
   names = set(saved["methods"])
-  assert {"small_only", "large_only", "oracle"} <= names
+  assert {"small_only", "large_only", "disagreement"} <= names
   for c in ("-0.5", "0.5"):
-    assert {f"londi_b{BUDGET}_c{c}", f"random_c{c}", f"confidence_c{c}"} <= names
+    assert {f"londi_b{BUDGET}_c{c}", f"random_c{c}", f"random_held_c{c}", f"confidence_c{c}",
+            f"schedule_c{c}"} <= names
   for m in saved["methods"].values():
     for field in FIELDS:
       assert field in m
@@ -74,9 +77,9 @@ def test_eval_json_is_written_with_every_method(result):
 
 def test_all_methods_play_identical_seeds(result):
   _, saved, _, _ = result
-  # `test` split seeds start at 2,000,000 (londi_jax.envs.seeds.SPLIT_SEED_OFFSETS), one per
-  # episode.
-  expected = [2_000_000 + SEED + k for k in range(EPISODES)]
+  # `test` split seeds start at 2,000,000 (londi_jax.envs.seeds.SPLIT_SEED_OFFSETS); evaluation
+  # seed S starts S * 100,000 further (EVAL_SEED_STRIDE), one seed per episode.
+  expected = [2_000_000 + SEED * 100_000 + k for k in range(EPISODES)]
   assert saved["seeds"] == expected
   for name, m in saved["methods"].items():
     assert sorted(e["seed"] for e in m["episodes"]) == expected, name
@@ -133,22 +136,29 @@ def test_flops_are_each_models_step_cost_times_its_counted_steps(result):
     steps = sum(e["length"] for e in m["episodes"])
     calls = sum(e["calls"] for e in m["episodes"])
     kind = name.split("_")[0]
-    # Random switching and large-only need the small LM only on the steps that do not call it;
-    # every other method runs it on every step. The large LM runs on the calls alone (the
-    # oracle's look at its choice elsewhere is free), the switcher on every step of LONDI.
-    small_steps = steps - calls if kind in ("random", "large") else steps
+    # Rules that need no LM output (random switching, schedules, large-only) run the small LM
+    # only on the steps that do not call the large one; every other method runs it on every
+    # step. The large LM counts on the calls alone, the switcher on every step of LONDI.
+    small_steps = steps - calls if kind in ("random", "schedule", "large") else steps
     expected = {"small": cost["small"] * small_steps, "large": cost["large"] * calls,
                 "switcher": cost["switcher"] * steps if kind == "londi" else 0}
     assert m["flops_by_model"] == expected, name
     assert m["flops"] == sum(expected.values()), name
     assert m["compute_relative_to_large"] == pytest.approx(
         sum(expected.values()) / (cost["large"] * large_only_steps)), name
+  # The disagreement reference looks at the large LM's choice on every step: with those passes
+  # it costs a small and a large pass per step.
+  ref = saved["methods"]["disagreement"]
+  steps = sum(e["length"] for e in ref["episodes"])
+  assert ref["compute_with_reference_passes"] == pytest.approx(
+      (cost["small"] + cost["large"]) * steps / (cost["large"] * large_only_steps))
 
 
 def test_hard_budget_is_never_exceeded(result):
   _, saved, _, _ = result
-  budgeted = [n for n in saved["methods"] if n.split("_")[0] in ("londi", "random", "confidence")]
-  assert len(budgeted) == 6
+  budgeted = [n for n in saved["methods"]
+              if n.split("_")[0] in ("londi", "random", "confidence", "schedule")]
+  assert len(budgeted) == 10
   for name in budgeted:
     m = saved["methods"][name]
     assert max(e["calls"] for e in m["episodes"]) <= BUDGET, name
@@ -165,3 +175,45 @@ def test_lagrange_multiplier_rises_while_the_measured_rate_exceeds_its_target(re
   assert eager["lagrange"] > 0.0
   for member in last["members"]:
     assert member["lagrange"] >= 0.0  # projected onto lambda >= 0
+
+
+def test_calibrated_baselines_record_their_dev_calibration(result):
+  _, saved, _, _ = result
+  for c in ("-0.5", "0.5"):
+    for prefix in ("confidence", "schedule"):
+      m = saved["methods"][f"{prefix}_c{c}"]
+      assert m["calibration"]["dev_episodes"] == 8  # the smoke preset's eval.dev_episodes
+      assert 0.0 <= m["calibration"]["dev_call_fraction"] <= 1.0
+    assert saved["methods"][f"schedule_c{c}"]["schedule"] in ("after", "first")
+
+
+def test_evaluation_seeds_never_share_an_episode():
+  first = {s: evaluate_run_seeds(s, 1000) for s in (0, 1, 2)}
+  assert not set(first[0]) & set(first[1]) and not set(first[1]) & set(first[2])
+  with pytest.raises(ValueError, match="100000"):
+    first_test_seed(0, 100_001)
+
+
+def evaluate_run_seeds(seed, episodes):
+  start = first_test_seed(seed, episodes)
+  return [episode_seed(start, k, "test") for k in range(episodes)]
+
+
+def test_schedule_k_matches_the_rate_on_given_lengths():
+  lengths = np.array([10, 20, 30])  # 60 steps
+  # "after k": sum(max(0, L - k)) / 60; k = 15 gives (0 + 5 + 15) / 60 = 1/3.
+  assert ev.schedule_k("after", lengths, 1 / 3) == 15
+  # "first k": sum(min(L, k)) / 60; k = 5 gives 15 / 60 = 1/4.
+  assert ev.schedule_k("first", lengths, 0.25) == 5
+
+
+def test_random_held_decides_every_hold_steps_at_its_rate():
+  hold, rate, episodes = 4, 0.3, 2000
+  t = np.tile(np.arange(16), episodes)
+  seeds = np.repeat(np.arange(episodes), 16)
+  view = ev.View(small=None, phi=None, remaining=np.zeros_like(t), episode_seeds=seeds, t=t,
+                 small_actions=None, large_actions=None)
+  g = ev.random_held(rate, seed=1, hold=hold).rule(view).reshape(episodes, 4, hold)
+  assert (g == g[..., :1]).all()  # constant within each block of `hold` steps
+  assert abs(g.mean() - rate) < 3 * np.sqrt(rate * (1 - rate) / (episodes * 4))
+  assert 0 < g[:, :, 0].mean(0).std() < 0.05  # blocks are not all decided alike

@@ -34,16 +34,16 @@ def main_run(tmp_path_factory):
 
 def test_main_smoke_writes_report_plot_and_eval(main_run):
   workdir, stdout = main_run
-  for name in ("report.md", "success_vs_calls.png", "eval.json", "metrics.jsonl", "config.json"):
+  for name in ("report.md", "cost_quality.png", "eval.json", "metrics.jsonl", "config.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
-  with open(os.path.join(workdir, "success_vs_calls.png"), "rb") as f:
+  with open(os.path.join(workdir, "cost_quality.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   with open(os.path.join(workdir, "eval.json")) as f:
     methods = json.load(f)["methods"]
   report = open(os.path.join(workdir, "report.md")).read()
   for name in methods:
     assert f"| {name} |" in report
-  assert "success_vs_calls.png" in report
+  assert "cost_quality.png" in report
   assert "steps/s" in stdout and "report:" in stdout
 
 

@@ -11,6 +11,15 @@ def switcher_config() -> ml_collections.ConfigDict:
   c.cost = 0.05  # price c of one large-LM call, in reward units
   c.discount = 0.99  # gamma
   c.hold = 1  # launch.train: a switch decision holds for this many steps of its episode
+  # "td": bootstrapped impulse-control targets (the paper's learner); "paired": Monte-Carlo targets
+  # from counterfactual branch pairs with common random numbers (switching.paired).
+  c.target = "td"
+  c.paired = ml_collections.ConfigDict()
+  c.paired.gap_weight = 1.0  # weight of the call-minus-keep gap's loss beside the keep value's
+  c.paired.continuation = "small"  # after the first decision: "small" (small LM only) or "greedy"
+  c.paired.pairs_per_step = 1  # decision points branched per acting step, per member
+  c.paired.batch = 32  # pairs played together (one batch of 2 x batch rows per branch step)
+  c.paired.horizon = 0  # most steps a branch plays (0: to the episode's end)
   c.n_step = 1  # n of the n-step target (switching.nstep; launch.train, the diagnostic is 1-step)
   c.budget = 0  # hard budget n of large calls per episode (LONDI-B); 0 = none
   c.hidden_sizes = (64, 64)

@@ -107,24 +107,46 @@ def init_learner(config: ml_collections.ConfigDict, key: jax.Array, feature_dim:
       step=jnp.zeros((), jnp.int32), rng=rng)
 
 
+def make_finish(config: ml_collections.ConfigDict):
+  """Builds `finish(state, q_params, opt_state, constraint_value) -> state`, what every update does
+  after its gradient step: the target network follows Polyak averaging (`tau`) or a periodic copy
+  (`target_period`), and the multiplier takes one projected dual-ascent step when the Lagrangian
+  budget is on."""
+  lagrange_opt = budget_lib.lagrange_optimizer(config.lagrangian.learning_rate)
+  use_lagrangian = bool(config.lagrangian.enabled)
+  target_update = config.target_update
+  if target_update not in ("polyak", "periodic"):
+    raise ValueError(f"switcher.target_update must be 'polyak' or 'periodic', got {target_update!r}")
+
+  def finish(state: LearnerState, q_params, opt_state, constraint_value) -> LearnerState:
+    step = state.step + 1
+    if target_update == "polyak":
+      target_params = optax.incremental_update(q_params, state.target_params, config.tau)
+    else:
+      target_params = optax.periodic_update(q_params, state.target_params, step,
+                                            config.target_period)
+    lagrange, lagrange_opt_state = state.lagrange, state.lagrange_opt_state
+    if use_lagrangian:
+      lagrange, lagrange_opt_state = budget_lib.lagrange_step(
+          lagrange, lagrange_opt_state, constraint_value, config.lagrangian.target, lagrange_opt)
+    return state.replace(q_params=q_params, target_params=target_params, opt_state=opt_state,
+                         lagrange=lagrange, lagrange_opt_state=lagrange_opt_state, step=step)
+
+  return finish
+
+
 def make_update(config: ml_collections.ConfigDict):
   """Builds `update(state, batch) -> (state, metrics)`: one step of deep impulse-control Q-learning.
 
   The loss is the Huber loss of the double-Q TD error of `switching.loss` with price
-  `c + lambda`; the target network follows Polyak averaging (`tau`) or a periodic copy
-  (`target_period`); the multiplier takes one projected dual-ascent step when the Lagrangian
-  budget is on.
+  `c + lambda`; then `make_finish`'s target-network and multiplier steps.
   """
   network = make_network(config)
   optimizer = make_optimizer(config)
-  lagrange_opt = budget_lib.lagrange_optimizer(config.lagrangian.learning_rate)
-  use_lagrangian = bool(config.lagrangian.enabled)
+  finish = make_finish(config)
   hard_budget = int(config.budget)
   double_q = bool(config.double_q)
   delta = float(config.huber_delta)
-  target_update = config.target_update
-  if target_update not in ("polyak", "periodic"):
-    raise ValueError(f"switcher.target_update must be 'polyak' or 'periodic', got {target_update!r}")
 
   def apply(params, features, remaining):
     return network.apply({"params": params}, features,
@@ -146,22 +168,10 @@ def make_update(config: ml_collections.ConfigDict):
 
     loss, (td, q_tm1), q_params, opt_state = gradient_step(
         loss_fn, state.q_params, state.opt_state, optimizer)
-    step = state.step + 1
-    if target_update == "polyak":
-      target_params = optax.incremental_update(q_params, state.target_params, config.tau)
-    else:
-      target_params = optax.periodic_update(q_params, state.target_params, step,
-                                            config.target_period)
-    lagrange, lagrange_opt_state = state.lagrange, state.lagrange_opt_state
-    if use_lagrangian:
-      lagrange, lagrange_opt_state = budget_lib.lagrange_step(
-          lagrange, lagrange_opt_state, batch.constraint_value, config.lagrangian.target,
-          lagrange_opt)
-    new_state = state.replace(q_params=q_params, target_params=target_params, opt_state=opt_state,
-                              lagrange=lagrange, lagrange_opt_state=lagrange_opt_state, step=step)
+    new_state = finish(state, q_params, opt_state, batch.constraint_value)
     metrics = {
         "loss": loss, "td_abs": jnp.mean(jnp.abs(td)), "q_mean": jnp.mean(q_tm1),
-        "q_gap": jnp.mean(q_tm1[:, 1] - q_tm1[:, 0]), "lagrange": lagrange,
+        "q_gap": jnp.mean(q_tm1[:, 1] - q_tm1[:, 0]), "lagrange": new_state.lagrange,
         "batch_call_rate": jnp.mean(tr.switch_tm1.astype(jnp.float32)),
     }
     return new_state, metrics
@@ -169,13 +179,14 @@ def make_update(config: ml_collections.ConfigDict):
   return update
 
 
-def make_train_many(config: ml_collections.ConfigDict, num_updates: int):
+def make_train_many(config: ml_collections.ConfigDict, num_updates: int, update=None):
   """Builds `train_many(state, replay, constraint_value, ready=True) -> (state, metrics)`:
   `num_updates` updates in one `lax.scan`, each on a fresh uniform sample of `config.batch_size`
   transitions (sampling key `fold_in(state.rng, state.step)`), metrics averaged over the updates.
   A traced `ready` flag runs them under `lax.cond`: when false the state comes back unchanged with
-  zero metrics (acting loops train only every `k` steps, once replay holds `min_replay`)."""
-  update = make_update(config)
+  zero metrics (acting loops train only every `k` steps, once replay holds `min_replay`).
+  `update` defaults to `make_update(config)`; any update over the replay's item type works."""
+  update = update or make_update(config)
   batch_size = int(config.batch_size)
 
   def run(state: LearnerState, replay: ReplayState, constraint_value: jnp.ndarray):

@@ -12,5 +12,8 @@
   accounting, `eval.json` (`launch.evaluate`).
 - `report`, `main_job`: the report and plot, and the main job (`launch.main`).
 - `inspect_run`: a checkpoint summary from its own files (`launch.inspect`).
+- `branches`: keep/call branch pairs replayed from rows (paired targets).
+- `calibration`: baselines calibrated to a call rate on dev episodes.
+- `sweep`: costs x seeds x variants, aggregated over seeds (`launch.sweep`).
 - `fakes`: tiny untrained policies for tests and benchmarks.
 """

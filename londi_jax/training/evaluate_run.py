@@ -1,18 +1,26 @@
 """Evaluating a trained run against every baseline on the same episodes (`launch.evaluate`).
 
-Methods, in order: `small_only`, `large_only`, `oracle`, then for each member (cost `c`, and the
-hard budget `n` when configured, `londi_b<n>_c<c>`): `londi_c<c>` (the greedy switcher),
-`random_c<c>` (random switching at that switcher's measured call rate) and `confidence_c<c>`
-(a threshold on the small LM's max probability: the quantile at that rate of the max
-probabilities the switcher's own episodes visited, then `eval.calibration_rounds` times the
-quantile over the states the previous threshold visited, keeping the threshold whose call rate is
-closest to the target). Under a hard budget every method is held to it, except the references
-(small-only, large-only) and the oracle bound. `compute_relative_to_large` is a method's total
-FLOPs over the episodes divided by large-only's.
+Methods, in order: `small_only`, `large_only`, `disagreement` (the reference that calls exactly
+where the two policies' actions differ), then for each member (cost `c`; `londi_b<n>_c<c>` under
+a hard budget `n`):
+
+- `londi_c<c>`: the greedy switcher, its decisions held `switcher.hold` steps;
+- `random_c<c>`: a coin on every step at the switcher's measured call rate;
+- `random_held_c<c>`: a coin every `switcher.hold` steps, held like the switcher's decisions, at
+  the same rate;
+- `confidence_c<c>`: a threshold on the small LM's max probability and `schedule_c<c>`: the better
+  (on dev) of "large from step k on" and "large for the first k steps", both calibrated to the
+  switcher's rate on dev episodes (`training.calibration`), never on the test episodes.
+
+Under a hard budget every method is held to it, except small-only, large-only and the
+disagreement reference. `compute_relative_to_large` is a method's total FLOPs over the episodes
+divided by large-only's. `--seed S` plays test episodes `S * EVAL_SEED_STRIDE + k`, so different
+seeds never share an episode.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any, Callable
@@ -24,9 +32,22 @@ import numpy as np
 from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.training import evaluation as ev
 from londi_jax.training import features as features_lib
+from londi_jax.training.calibration import DevCalibrator, dev_summary
 from londi_jax.training.checkpoint import CheckpointStore, load_config
 from londi_jax.training.lm import load_runners
 from londi_jax.training.members import make_members
+
+
+EVAL_SEED_STRIDE = 100_000  # test episodes per evaluation seed at most; seeds never overlap
+DEV_CALIBRATION_SEED = 700_000  # dev episodes of calibration, apart from training's and periodic
+                                # evaluation's dev episodes
+
+
+def first_test_seed(seed: int, episodes: int) -> int:
+  """The first seed of the test episodes of evaluation seed `seed`."""
+  if episodes > EVAL_SEED_STRIDE:
+    raise ValueError(f"at most {EVAL_SEED_STRIDE} test episodes per evaluation seed, got {episodes}")
+  return seed * EVAL_SEED_STRIDE
 
 
 def restore_members(config, workdir: str, feature_dim: int, which: str = "latest"):
@@ -41,9 +62,12 @@ def restore_members(config, workdir: str, feature_dim: int, which: str = "latest
   return members, int(meta["step"])
 
 
-def method_label(prefix: str, cost: float, budget: int) -> str:
-  return f"{prefix}_b{budget}_c{cost:g}" if budget > 0 and prefix == "londi" else \
+def method_label(prefix: str, cost: float, budget: int, member: int | None = None) -> str:
+  """`<prefix>_c<c>` (`londi_b<n>_c<c>` under a hard budget), with `_m<member>` when several
+  members share the cost (training seeds of a sweep)."""
+  label = f"{prefix}_b{budget}_c{cost:g}" if budget > 0 and prefix == "londi" else \
       f"{prefix}_c{cost:g}"
+  return label if member is None else f"{label}_m{member}"
 
 
 def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = None,
@@ -70,60 +94,63 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
   members, step = restore_members(config, workdir, feature_dim, which)
   _, costs = member_seeds_and_costs(config)
   budget = int(config.switcher.budget)
+  hold = int(config.switcher.hold)
   num_envs = min(int(config.eval.num_envs), episodes)
-  common = dict(episodes=episodes, seed=seed, num_envs=num_envs, split="test", budget=budget)
+  first_seed = first_test_seed(seed, episodes)
   log(f"evaluating {workdir} ({which} checkpoint, step {step}) on {episodes} episodes, seed {seed}")
 
   results = {}
 
-  def play(method: ev.Method) -> dict:
-    bar = progress(method.name, episodes) if progress is not None else None
+  def play(method: ev.Method, split: str = "test", n: int = episodes, at: int = first_seed):
+    bar = progress(f"{method.name} ({split})", n) if progress is not None else None
     try:
-      return ev.run_method(method, small, large, config, **common,
-                           progress=None if bar is None else bar.update)
+      r = ev.run_method(method, small, large, config, episodes=n, seed=at,
+                        num_envs=min(num_envs, n), split=split, budget=budget,
+                        progress=None if bar is None else bar.update)
     finally:
       if bar is not None:
         bar.close()
-
-  def run(method: ev.Method) -> dict:
-    r = play(method)
     r["budget"] = budget if method.budgeted else 0
-    results[method.name] = r
-    log(f"  {method.name:<22s} success {r['success_rate']:.3f}  calls "
-        f"{r['large_call_fraction']:.3f}  {r['seconds_per_step'] * 1e3:.1f} ms/step")
     return r
 
+  def run(method: ev.Method, note: str = "") -> dict:
+    r = results[method.name] = play(method)
+    log(f"  {method.name:<24s} success {r['success_rate']:.3f}  calls "
+        f"{r['large_call_fraction']:.3f}  {r['seconds_per_step'] * 1e3:.1f} ms/step{note}")
+    return r
+
+  dev = DevCalibrator(
+      lambda m: play(m, "dev", int(config.eval.get("dev_episodes", 200)),
+                     int(config.seed) + DEV_CALIBRATION_SEED),
+      rounds=int(config.eval.calibration_rounds))
   run(ev.small_only())
   run(ev.large_only())
-  run(ev.oracle())
+  run(ev.disagreement())
   londi = ev.make_londi_rule_builder(config, num_envs)
   params = jax.device_get(members.learner.q_params)
   for k, cost in enumerate(costs):
     q = jax.tree_util.tree_map(lambda x: jnp.asarray(x[k]), params)
-    r = run(londi(q, method_label("londi", cost, budget), cost=cost, member=k))
-    rate = r["large_call_fraction"]
-    run(ev.random_at_rate(rate, seed, method_label("random", cost, budget), cost=cost, member=k))
-    name = method_label("confidence", cost, budget)
-    visited = r["small_max_prob"]
-    best = None
-    for _ in range(1 + int(config.eval.calibration_rounds)):
-      threshold = ev.calibrate_threshold(visited, rate)
-      c = play(ev.confidence_threshold(threshold, name, cost=cost, member=k))
-      if best is None or abs(c["large_call_fraction"] - rate) < abs(
-          best["large_call_fraction"] - rate):
-        best = c
-      visited = c["small_max_prob"]  # the threshold's own states: a fixed-point iteration
-    best["budget"] = budget
-    results[name] = best
-    log(f"  {name:<22s} success {best['success_rate']:.3f}  calls "
-        f"{best['large_call_fraction']:.3f} (target {rate:.3f}, threshold {best['threshold']:.4f})")
+    info = dict(cost=cost, member=k)
+    label = functools.partial(method_label, cost=cost, budget=budget,
+                              member=k if costs.count(cost) > 1 else None)
+    rate = run(londi(q, label("londi"), **info))["large_call_fraction"]
+    run(ev.random_at_rate(rate, seed, label("random"), **info))
+    run(ev.random_held(rate, seed, hold, label("random_held"), **info))
+    threshold, calib = dev.confidence(rate)
+    run(ev.confidence_threshold(threshold, label("confidence"), **info,
+                                calibration=dev_summary(calib)),
+        f" (threshold {threshold:.4f}; dev calls {calib['large_call_fraction']:.3f})")
+    kind, at, calib = dev.schedule(rate)
+    run(ev.schedule(kind, at, label("schedule"), **info,
+                    calibration=dev_summary(calib)),
+        f" ({kind} {at}; dev calls {calib['large_call_fraction']:.3f})")
 
   large_flops = results["large_only"]["flops"]
   out = {
       "workdir": os.path.relpath(workdir), "checkpoint": {"which": which, "step": step},
       "episodes": episodes, "seed": seed, "split": "test", "budget": budget,
       "levels": list(config.levels), "member_costs": costs,
-      "seeds": ev.episode_seeds(seed, episodes, "test"),
+      "seeds": ev.episode_seeds(first_seed, episodes, "test"),
       "methods": {name: ev.summary_fields(r, large_flops) for name, r in results.items()},
   }
   tmp = os.path.join(workdir, "eval.json.tmp")

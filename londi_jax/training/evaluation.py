@@ -4,15 +4,18 @@ with compute accounting (docs/architecture.md: compute accounting).
 Every method plays the same episodes (`training.episodes`): episode `k` of
 `levels[k % len(levels)]` reset with seed `episode_seed(seed, k, split)`, and actions drawn from
 common random numbers (`lm.crn_uniform`), so two methods that make the same switches play the same
-trajectory. A method is a switching
-rule `g = rule(view)` over the rows in flight; the small LM scores every row (its features and
-confidence are the rule's input), the large LM only the rows with `g = 1` (all rows for the
-oracle, which needs both greedy choices).
+trajectory. A method is a switching rule `g = rule(view)` over the rows in flight; the small LM
+scores every row (its features and confidence are the rule's input), the large LM only the rows
+with `g = 1` (every row for the disagreement reference, which compares both choices).
 
 Compute counts the forward FLOPs a method needs on each step: the small LM where the method needs
-it (every step, except for random switching and large-only, which need it only when `g = 0` and
-never), the large LM where `g = 1`, and the switcher's MLP for LONDI. The oracle's knowledge of
-where the two policies disagree is free: it is a bound, not a method one could run.
+it (every step, except for rules that need no LM output, random switching, schedules and
+large-only, which need it only where `g = 0`), the large LM where `g = 1`, and the switcher's MLP
+for LONDI. The disagreement reference calls the large LM exactly where the two policies' actions
+differ; under common random numbers that reproduces large-only by construction, and it needs the
+large LM's choice on every step to know where: its `flops` count only the called rows, its
+`reference_flops` every large pass it made. It is a reference point, not a method one could run
+cheaper than large-only.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from londi_jax.training.episodes import Act, Played, Schedule, play_episodes
 from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform
 from londi_jax.training.rows import Row
 
-RANDOM_STREAM = 7  # crn stream of the random baseline's coin (actions use stream 0)
+RANDOM_STREAM = 7  # crn stream of the random baselines' coins (actions use stream 0)
+SCHEDULES = ("after", "first")  # large from step k on; large for the first k steps
 
 
 @dataclasses.dataclass
@@ -93,6 +97,7 @@ class Tally:
   device_time: float = 0.0
   compile_time: float = 0.0
   max_probs: list[np.ndarray] = dataclasses.field(default_factory=list)
+  reference_large_flops: int = 0  # every large pass of the disagreement reference
 
   def timed(self, scored: Scored) -> Scored:
     """Adds an LM call's device and compilation time; returns the call."""
@@ -156,6 +161,7 @@ def small_then_rule(method: Method, view: View, batch: Batch, small: LMRunner, l
   large_scored = None
   if method.large_everywhere:
     large_scored = batch.score(large, every, tally, count_flops=False)
+    tally.reference_large_flops += int(large_scored.row_flops.sum())
     view.large_actions = batch.choose(large_scored, every)
   return decide(method, view, allowed), actions, large_scored
 
@@ -256,6 +262,8 @@ def method_result(method: Method, played: Played, tally: Tally) -> dict:
       "max_large_calls_per_episode": int(max(e["calls"] for e in eps)),
       "flops": sum(tally.flops.values()),
       "flops_by_model": tally.flops,
+      **({"reference_flops": sum(tally.flops.values()) - tally.flops["large"]
+          + tally.reference_large_flops} if tally.reference_large_flops else {}),
       # steady state: the LMs' compilations excluded
       "seconds_per_step": (played.wall_s - tally.compile_time) / steps,
       "device_seconds_per_step": tally.device_time / steps,
@@ -273,10 +281,11 @@ def large_only() -> Method:
                 budgeted=False)
 
 
-def oracle() -> Method:
-  """Calls the large LM exactly where the two policies' actions differ (under the same random
-  numbers, so elsewhere the call would change nothing)."""
-  return Method("oracle", lambda v: (v.small_actions != v.large_actions).astype(np.int64),
+def disagreement() -> Method:
+  """The disagreement reference: the large LM acts exactly where the two policies' actions differ
+  under the same random numbers (elsewhere its call would change nothing), so it plays large-only's
+  episodes; knowing where takes the large LM on every step (its `reference_flops`)."""
+  return Method("disagreement", lambda v: (v.small_actions != v.large_actions).astype(np.int64),
                 large_everywhere=True, budgeted=False)
 
 
@@ -288,6 +297,43 @@ def random_at_rate(rate: float, seed: int, name: str = "random", **info) -> Meth
     return (crn_uniform(seed, v.episode_seeds, v.t, RANDOM_STREAM) < rate).astype(np.int64)
 
   return Method(name, rule, small_everywhere=False, info=dict(info, rate=rate))
+
+
+def random_held(rate: float, seed: int, hold: int, name: str = "random_held", **info) -> Method:
+  """Random switching with LONDI's decision hold: every `hold` steps of an episode a coin with
+  probability `rate` decides, and the decision holds until the next one. The coin is a common
+  random number of the episode and the decision's step, so each step calls with probability
+  `rate`, like LONDI's measured rate, in blocks like LONDI's."""
+
+  def rule(v: View):
+    decided_at = v.t - v.t % hold
+    return (crn_uniform(seed, v.episode_seeds, decided_at, RANDOM_STREAM) < rate).astype(np.int64)
+
+  return Method(name, rule, small_everywhere=False, info=dict(info, rate=rate, hold=hold))
+
+
+def schedule(kind: str, k: int, name: str | None = None, **info) -> Method:
+  """A fixed time rule: the large LM from step `k` of each episode on (`after`), or for its first
+  `k` steps (`first`)."""
+  if kind not in SCHEDULES:
+    raise ValueError(f"unknown schedule {kind!r}; known: {SCHEDULES}")
+
+  def rule(v: View):
+    return (v.t >= k if kind == "after" else v.t < k).astype(np.int64)
+
+  return Method(name or f"{kind}_{k}", rule, small_everywhere=False,
+                info=dict(info, schedule=kind, k=k))
+
+
+def schedule_k(kind: str, lengths: np.ndarray, rate: float) -> int:
+  """The `k` whose schedule calls on the fraction of steps closest to `rate` over episodes of
+  `lengths` (the lengths stay as given: a calibration round plays the rule to update them)."""
+  lengths = np.asarray(lengths)
+  ks = np.arange(int(lengths.max()) + 2)
+  calls = np.maximum(lengths[None] - ks[:, None], 0).sum(-1)  # after: steps t >= k
+  if kind == "first":
+    calls = lengths.sum() - calls
+  return int(ks[np.argmin(np.abs(calls / lengths.sum() - rate))])
 
 
 def confidence_threshold(threshold: float, name: str = "confidence", **info) -> Method:
@@ -310,9 +356,11 @@ def summary_fields(result: dict, large_flops: float) -> dict:
   keys = ("success_rate", "mean_return", "mean_length", "large_call_fraction",
           "max_large_calls_per_episode", "seconds_per_step", "device_seconds_per_step", "flops",
           "flops_by_model", "steps", "large_calls", "num_episodes", "cost", "member", "rate",
-          "threshold", "budget")
+          "threshold", "budget", "hold", "schedule", "k", "calibration", "reference_flops")
   out = {k: result[k] for k in keys if k in result}
   out["compute_relative_to_large"] = result["flops"] / large_flops
+  if "reference_flops" in result:
+    out["compute_with_reference_passes"] = result["reference_flops"] / large_flops
   out["episodes"] = result["episodes"]
   return out
 

@@ -45,10 +45,11 @@ from londi_jax.policies.policy import PolicyOutput
 from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.training import evaluation as eval_lib
+from londi_jax.training.branches import CONTINUATIONS, PairedTargets
 from londi_jax.training import features as features_lib
 from londi_jax.training.checkpoint import CheckpointStore, check_config, config_dict
 from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform, load_runners
-from londi_jax.training.members import make_members
+from londi_jax.training.members import TARGETS, make_members
 from londi_jax.training.metrics import MetricsWriter
 from londi_jax.training.rows import Row, TrainRows
 
@@ -79,6 +80,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"{config.checkpoint_every}, {config.eval_every} and {config.log_every}")
   if config.reward not in REWARDS:
     raise ValueError(f"reward must be one of {REWARDS}, got {config.reward!r}")
+  if config.switcher.target not in TARGETS:
+    raise ValueError(f"switcher.target must be one of {TARGETS}, got {config.switcher.target!r}")
+  if config.switcher.paired.continuation not in CONTINUATIONS:
+    raise ValueError(f"switcher.paired.continuation must be one of {CONTINUATIONS}, got "
+                     f"{config.switcher.paired.continuation!r}")
   if config.policies.action not in ("sampled", "greedy"):
     raise ValueError(f"policies.action must be sampled or greedy, got {config.policies.action!r}")
 
@@ -253,6 +259,12 @@ class Trainer:
     self.timings = Timings()
     self.window = Window(self.num_members)
     self._train_metrics = None  # the latest step that could update (see `_member_step`)
+    self.pairs = None
+    if config.switcher.target == "paired":
+      self.pairs = PairedTargets(
+          config, self.small, self.large,
+          lambda r, done, info: switcher_reward(config.reward, r, done, info),
+          self.num_members, self.num_envs)
     self._restore_or_start()
 
   # -- state --------------------------------------------------------------------------------
@@ -265,7 +277,7 @@ class Trainer:
   def _host(self) -> dict:
     return {"step": self.step, "rows": self.rows.snapshot(),
             "remaining": self.remaining.tolist(), **self.pending.to_host(),
-            **self.averages.to_host()}
+            **self.averages.to_host(), **(self.pairs.to_host() if self.pairs else {})}
 
   def _restore_or_start(self) -> None:
     if self.store.latest_step() is None:
@@ -280,6 +292,8 @@ class Trainer:
     self.remaining = np.asarray(host["remaining"], np.int64)
     self.pending = Pending.from_host(host)
     self.averages = CallAverages.from_host(host)
+    if self.pairs:
+      self.pairs.from_host(host)
     self.metrics.truncate(self.step)
     self.log(f"resumed from step {self.step} of {self.config.train_steps}")
 
@@ -294,6 +308,8 @@ class Trainer:
       phi = features_lib.build_features(self.config, small.out,
                                         np.array([row.time_fraction for row in rows]))
       g, greedy = self._member_step(rows, phi)
+      if self.pairs:
+        self.pairs.collect(self.step, rows, phi, self.remaining)
       called = np.flatnonzero(g)
       large = self._score_large(rows, cands, called)
       actions = self._choose_actions(rows, cands, small, large, called)
@@ -303,6 +319,9 @@ class Trainer:
       self.remaining[np.array([e.row for e in finished], np.int64)] = self.budget
       self._account(g, greedy, finished)
       self.step += 1
+    if self.pairs and self.pairs.ready():
+      with self.timings.wall("branches"):
+        self.members = self.pairs.play(self.members)
 
   def _score_small(self, rows: Sequence[Row], cands: Sequence[Sequence[str]]) -> Scored:
     """Stage 1: the small LM on every row (its output gives `phi(s)`)."""
@@ -386,8 +405,10 @@ class Trainer:
           "cost": self.costs[k], "seed": self.seeds[k], **self.window.member(k),
           "measured_rate": float(self.averages.rate[k]),
           **{key: float(np.asarray(v)[k]) for key, v in train.items()}})
+    pairs = {"pairs": self.pairs.pairs_played,
+             "branch_env_steps": self.pairs.sim.env_steps} if self.pairs else {}
     return {"kind": "train", "step": self.step,
-            "env_steps": self.step * self.num_members * self.num_envs,
+            "env_steps": self.step * self.num_members * self.num_envs, **pairs,
             "steps_per_s": self.window.steps_per_s(), "members": members}
 
   def _progress(self, rec: dict) -> str:
@@ -479,6 +500,8 @@ class Trainer:
     self.store.close()
     self.metrics.close()
     self.rows.close()
+    if self.pairs:
+      self.pairs.close()
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, log=print,

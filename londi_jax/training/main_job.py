@@ -3,7 +3,7 @@
     DIR/pretrain/     the `launch.pretrain` workdir, when `config.pretrain.enabled`
     DIR/config.json, DIR/metrics.jsonl, DIR/checkpoints/   the training run (`launch.train`)
     DIR/eval.json     every method on the same episodes (`launch.evaluate`)
-    DIR/report.md, DIR/success_vs_calls.png
+    DIR/report.md, DIR/cost_quality.png
 
 Each stage resumes: pre-training is skipped when its summary exists, training resumes from its
 latest checkpoint, evaluation and the report are redone.

@@ -29,6 +29,9 @@ from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.switching.learner import (LearnerState, example_transition, init_learner,
                                          make_train_many, q_values)
 from londi_jax.switching.nstep import NStepWindow, held_switch, nstep_init, nstep_push
+from londi_jax.switching.paired import example_paired_item, make_paired_update
+
+TARGETS = ("td", "paired")
 
 
 @struct.dataclass
@@ -36,7 +39,7 @@ class MemberState:
   """Everything of one switcher that changes while it trains (checkpointed whole)."""
 
   learner: LearnerState
-  replay: ReplayState
+  replay: ReplayState  # of `Transition`s (`switcher.target = "td"`) or `PairedItem`s ("paired")
   window: NStepWindow  # the last n decisions of each row, awaiting their n-step transitions
   steps: jnp.ndarray  # [] int32, acting steps so far
   act_key: jax.Array  # per-step keys are fold_in(act_key, steps)
@@ -54,11 +57,19 @@ def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
   its switch in between); `reward` and `discount` belong to the previous step (ignored at the
   first step); `measured` is the member's current call rate (or calls per episode) for the
   Lagrangian.
+
+  With `switcher.target = "paired"` replay holds branch pairs (`switching.paired`), which the
+  loop adds with `make_add_pairs`; the step then writes no TD transition (its window only keeps
+  the held decisions) and its updates are `make_paired_update`'s.
   """
   sw = config.switcher
   budget = int(sw.budget)
   num_rows = int(config.num_envs)
-  train_many = make_train_many(sw, int(sw.num_updates))
+  if sw.target not in TARGETS:
+    raise ValueError(f"switcher.target must be one of {TARGETS}, got {sw.target!r}")
+  paired = sw.target == "paired"
+  train_many = make_train_many(sw, int(sw.num_updates),
+                               make_paired_update(sw) if paired else None)
   min_replay, train_every = int(sw.min_replay), int(sw.train_every)
   share = bool(sw.share_replay)
   hold = int(sw.hold)
@@ -69,7 +80,8 @@ def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
     learner_key, act_key = jax.random.split(jax.random.PRNGKey(seed))
     return MemberState(
         learner=init_learner(sw, learner_key, feature_dim, cost),
-        replay=replay_init(example_transition(feature_dim), int(sw.replay_capacity)),
+        replay=replay_init((example_paired_item if paired else example_transition)(feature_dim),
+                           int(sw.replay_capacity)),
         window=nstep_init(int(sw.n_step), num_rows, feature_dim),
         steps=jnp.zeros((), jnp.int32), act_key=act_key)
 
@@ -86,11 +98,13 @@ def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
     greedy = jnp.where(decide, greedy_under_budget(q, remaining, budget), held)
     window, transition, valid = nstep_push(member.window, reward, discount, phi, remaining,
                                            decisions, decide, executed=switches)
-    if share:  # [M, B, ...] -> [M * B, ...]
-      transition, valid = jax.tree_util.tree_map(
-          lambda x: x.reshape((-1,) + x.shape[2:]),
-          jax.lax.all_gather((transition, valid), MEMBER_AXIS))
-    replay = replay_add(member.replay, transition, valid)
+    replay = member.replay
+    if not paired:
+      if share:  # [M, B, ...] -> [M * B, ...]
+        transition, valid = jax.tree_util.tree_map(
+            lambda x: x.reshape((-1,) + x.shape[2:]),
+            jax.lax.all_gather((transition, valid), MEMBER_AXIS))
+      replay = replay_add(replay, transition, valid)
     ready = (replay.size >= max(min_replay, 1)) & (member.steps % train_every == 0)
     learner, train_metrics = train_many(member.learner, replay, measured, ready)
     metrics = dict(train_metrics, epsilon=epsilon, trained=ready.astype(jnp.float32),
@@ -111,3 +125,14 @@ def make_members(config: ml_collections.ConfigDict, feature_dim: int):
   members = jax.jit(jax.vmap(init))(jnp.asarray(seeds, jnp.int32), jnp.asarray(costs, jnp.float32))
   return members, jax.jit(jax.vmap(step, axis_name=MEMBER_AXIS), donate_argnums=0)
 
+
+
+def make_add_pairs():
+  """Builds the jitted, member-`vmap`ped `add(members, items [M, P, ...], valid [M, P])`: writes
+  branch pairs to each member's replay where `valid` (a pair played for one member, or for all),
+  donating the state it replaces."""
+
+  def add(member: MemberState, items, valid):
+    return member.replace(replay=replay_add(member.replay, items, valid))
+
+  return jax.jit(jax.vmap(add), donate_argnums=0)

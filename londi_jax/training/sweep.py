@@ -1,0 +1,203 @@
+"""A sweep (`launch.sweep`): for each variant, one run whose members are every cost times every
+training seed, evaluated against every baseline, then aggregated over seeds.
+
+    DIR/<variant>/      a `launch.train` run and its `eval.json`
+    DIR/sweep.json      per variant and cost: LONDI and each baseline over seeds, and LONDI's
+                        paired differences to each baseline
+    DIR/report.md, DIR/cost_quality.png
+
+Every stage resumes: a finished training run is not retrained and an existing `eval.json` is
+kept. Over seeds, a cost's paired difference to a baseline is taken per test episode (each seed's
+member against the baseline matched to that member's rate, averaged over seeds) with a 95%
+interval over episodes; `seed_means` lists each seed's own mean difference.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from typing import Callable
+
+import matplotlib
+import ml_collections
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from londi_jax.training import report as report_lib  # noqa: E402
+from londi_jax.training.evaluate_run import evaluate_run  # noqa: E402
+from londi_jax.training.lm import load_runners  # noqa: E402
+from londi_jax.training.loop import train  # noqa: E402
+from londi_jax.training.main_job import pretrain, resolved  # noqa: E402
+
+METHODS = ("londi", *report_lib.BASELINES[1:])  # per member; large-only is shared
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: str) -> ml_collections.ConfigDict:
+  """A copy of `config` with `"a.b=value; c=value"` applied; each value is read as the type of
+  the field it replaces. An unknown field is an error that names it."""
+  config = config.copy_and_resolve_references()
+  for item in filter(None, (part.strip() for part in overrides.split(";"))):
+    path, _, text = item.partition("=")
+    *parents, leaf = path.strip().split(".")
+    node = config
+    for name in parents:
+      node = node[name]
+    if leaf not in node:
+      raise KeyError(f"unknown config field {path.strip()!r} in sweep variant {overrides!r}")
+    old = node[leaf]
+    text = text.strip()
+    if isinstance(old, bool):
+      value = text.lower() in ("true", "1", "yes")
+    elif isinstance(old, str):
+      value = text
+    else:
+      value = type(old)(ast.literal_eval(text))
+    node[leaf] = value
+  return config
+
+
+def variant_config(sweep: ml_collections.ConfigDict, overrides: str) -> ml_collections.ConfigDict:
+  """The variant's run config: the base with the overrides, one member per cost and seed."""
+  config = apply_overrides(sweep.base, overrides)
+  config.member_costs = tuple(float(c) for c in sweep.costs for _ in range(int(sweep.seeds)))
+  return config
+
+
+def aggregate(eval_result: dict, costs, seeds: int) -> dict:
+  """Per cost: LONDI's and each baseline's means over the cost's members, and LONDI's paired
+  differences to each baseline (see the module docstring)."""
+  methods = eval_result["methods"]
+  by_prefix = {p: dict(report_lib.member_methods(methods, p)) for p in METHODS}
+  out = {}
+  for i, cost in enumerate(costs):
+    members = list(range(i * seeds, (i + 1) * seeds))
+    entry = {}
+    for prefix in METHODS:
+      runs = [by_prefix[prefix][m] for m in members if m in by_prefix[prefix]]
+      if runs:
+        entry[prefix] = _means(runs)
+    for prefix in report_lib.BASELINES:
+      diffs = []
+      for m in members:
+        base = report_lib.baseline_of(methods, prefix, m)
+        if base is not None and m in by_prefix["londi"]:
+          diffs.append(report_lib.paired_differences(by_prefix["londi"][m], base))
+      if diffs:
+        d = np.mean(diffs, axis=0)  # [episodes], averaged over seeds
+        entry[f"vs_{prefix}"] = {
+            "mean": float(d.mean()),
+            "ci95": float(report_lib.Z95 * d.std(ddof=1) / np.sqrt(len(d))),
+            "seed_means": [float(x.mean()) for x in diffs]}
+    out[f"{cost:g}"] = entry
+  return out
+
+
+def _means(runs: list[dict]) -> dict:
+  keys = ("success_rate", "large_call_fraction", "compute_relative_to_large")
+  out = {k: float(np.mean([r[k] for r in runs])) for k in keys}
+  out["success_by_seed"] = [r["success_rate"] for r in runs]
+  return out
+
+
+def plot(summary: dict, path: str) -> None:
+  """Success against compute relative to large-only: each variant's LONDI per cost (bars: 95%
+  interval over training seeds), the baselines at its rates, and the references."""
+  fig, ax = plt.subplots(figsize=(7.0, 4.8))
+  refs = summary["references"]
+  for name, marker in (("small_only", "v"), ("large_only", "D")):
+    ax.plot([refs[name]["compute_relative_to_large"]], [refs[name]["success_rate"]], marker,
+            color="grey", markersize=8, label=name.replace("_", "-"))
+  for variant, per_cost in summary["variants"].items():
+    pts = sorted(per_cost.items(), key=lambda kv: kv[1]["londi"]["compute_relative_to_large"])
+    xs = [e["londi"]["compute_relative_to_large"] for _, e in pts]
+    ys = [e["londi"]["success_rate"] for _, e in pts]
+    err = [_t95(e["londi"]["success_by_seed"]) for _, e in pts]
+    ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=f"LONDI ({variant})")
+    for prefix, style in (("random_held", "s--"), ("schedule", "x:")):
+      bx = [e[prefix]["compute_relative_to_large"] for _, e in pts if prefix in e]
+      by = [e[prefix]["success_rate"] for _, e in pts if prefix in e]
+      if bx:
+        ax.plot(bx, by, style, label=f"{prefix} at LONDI's rate ({variant})")
+  ax.set_xlabel("compute relative to large-only (forward FLOPs)")
+  ax.set_ylabel("success rate")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, loc="best")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def _t95(values) -> float:
+  """Half-width of the 95% t-interval of the mean of a few values (0 for one value)."""
+  t = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}
+  n = len(values)
+  return 0.0 if n < 2 else t.get(n, 1.96) * float(np.std(values, ddof=1) / np.sqrt(n))
+
+
+def report_lines(summary: dict) -> list[str]:
+  lines = ["# LONDI sweep", "",
+           f"{summary['episodes']} test episodes per method, {summary['seeds']} training seeds "
+           "per cost. Differences are LONDI minus the baseline matched to each seed's call rate, "
+           "per test episode averaged over seeds (mean ± 95% interval over episodes; each seed's "
+           "own mean in brackets).", "",
+           "| variant | cost | success | calls | compute / large | vs large-only | vs random "
+           "| vs random held | vs confidence | vs schedule |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  for variant, per_cost in summary["variants"].items():
+    for cost, e in per_cost.items():
+      cells = [variant, cost, f"{e['londi']['success_rate']:.3f}",
+               f"{e['londi']['large_call_fraction']:.3f}",
+               f"{e['londi']['compute_relative_to_large']:.3f}"]
+      for prefix in report_lib.BASELINES:
+        d = e.get(f"vs_{prefix}")
+        cells.append("-" if d is None else f"{d['mean']:+.3f} ± {d['ci95']:.3f} "
+                     f"[{', '.join(f'{x:+.3f}' for x in d['seed_means'])}]")
+      lines.append("| " + " | ".join(cells) + " |")
+  refs = summary["references"]
+  lines += ["", f"small-only {refs['small_only']['success_rate']:.3f}, large-only "
+            f"{refs['large_only']['success_rate']:.3f}; the disagreement reference calls on "
+            f"{refs['disagreement']['large_call_fraction']:.3f} of steps at large-only's success "
+            f"(compute {refs['disagreement']['compute_relative_to_large']:.3f}, "
+            f"{refs['disagreement'].get('compute_with_reference_passes', float('nan')):.3f} with "
+            "its large passes).", "", f"![success against compute]({report_lib.PLOT_NAME})"]
+  return lines
+
+
+def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
+              log: Callable[[str], None] | None = print) -> dict:
+  """Everything `launch.sweep` does; returns what it writes to `DIR/sweep.json`."""
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  log = log or (lambda line: None)
+  base = sweep.base
+  policies_dir = pretrain(base, workdir, log) if base.pretrain.enabled else None
+  runners = None
+  summary = {"costs": list(sweep.costs), "seeds": int(sweep.seeds), "variants": {}}
+  for name, overrides in sweep.variants.items():
+    config = resolved(variant_config(sweep, overrides), policies_dir)
+    runners = runners or load_runners(config)
+    run_dir = os.path.join(workdir, name)
+    log(f"variant {name} ({overrides}): {len(config.member_costs)} members in {run_dir}")
+    train(config, run_dir, log=log, runners=runners)
+    eval_path = os.path.join(run_dir, "eval.json")
+    if os.path.exists(eval_path):
+      with open(eval_path) as f:
+        result = json.load(f)
+      log(f"variant {name}: keeping its evaluation ({eval_path})")
+    else:
+      result = evaluate_run(run_dir, runners=runners, log=log)
+    summary["variants"][name] = aggregate(result, sweep.costs, int(sweep.seeds))
+    summary["episodes"] = result["episodes"]
+    summary["references"] = {k: {f: result["methods"][k].get(f) for f in (
+        "success_rate", "large_call_fraction", "compute_relative_to_large",
+        "compute_with_reference_passes")} for k in ("small_only", "large_only", "disagreement")}
+  with open(os.path.join(workdir, "sweep.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  plot(summary, os.path.join(workdir, report_lib.PLOT_NAME))
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write("\n".join(report_lines(summary)) + "\n")
+  log(f"report: {os.path.join(workdir, 'report.md')}")
+  return summary

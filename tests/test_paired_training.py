@@ -1,0 +1,149 @@
+"""Paired targets on text-environment rows: branches replayed from a row, budgets in every
+branch, and the training loop with `switcher.target = "paired"` (pairs in replay, exact resume).
+Policies are tiny untrained decoders (`training.fakes`)."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import londi
+from londi_jax.training import loop
+from londi_jax.training.branches import RowBranches
+from londi_jax.training.checkpoint import read_raw
+from londi_jax.training.fakes import make_tiny_policies
+from londi_jax.training.lm import load_runners
+from londi_jax.training.metrics import read_metrics
+from londi_jax.training.rows import Row
+
+HOLD = 4
+LEVELS = ("babyai_text/BabyAI-GoToLocal-v0", "babyai_text/BabyAI-PickupLoc-v0")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  config = londi.get_config("babyai_text:smoke")
+  config.policies.dir = make_tiny_policies(str(tmp_path_factory.mktemp("policies")))
+  config.switcher.hold = HOLD
+  return config, load_runners(config)
+
+
+def success(reward, done, info):
+  return float(done and bool(info.get("success")))
+
+
+def decision_points(config, runners, n, steps=HOLD):
+  """Snapshots of `n` rows after `steps` small-LM steps (a decision point when `steps % HOLD`
+  is 0), each in its own episode."""
+  small, large = runners
+  row = Row({"small": small.prompt_config, "large": large.prompt_config})
+  snaps = []
+  for k in range(n):
+    row.start(LEVELS[k % 2], 1_000 + k)
+    for _ in range(steps):
+      row.step(row.obs.valid_actions[small([row.prompt("small")], [row.obs.valid_actions]).out
+                                     .greedy[0]])
+    snaps.append(row.snapshot())
+  row.close()
+  return snaps
+
+
+class Recording(RowBranches):
+  """Keeps each branch's action log once the pairs end."""
+
+  def play(self, *args, **kwargs):
+    out = super().play(*args, **kwargs)
+    self.logs = [list(row.actions) for row in self.rows]
+    return out
+
+
+def test_branches_coincide_until_the_large_lm_first_acts_differently(setup):
+  config, (small, large) = setup
+  n = 12
+  snaps = decision_points(config, (small, large), n)
+  sim = Recording(small, large, config, success, "small")
+  out = sim.play(snaps, np.zeros(n, np.int64), horizon=0)
+  start = len(snaps[0]["actions"])
+  diverged = 0
+  for b in range(n):
+    keep, call = sim.logs[b], sim.logs[n + b]
+    assert keep[:start] == call[:start] == snaps[b]["actions"]  # both replayed the same state
+    differ = [j for j in range(start, min(len(keep), len(call))) if keep[j] != call[j]]
+    if not differ and len(keep) == len(call):
+      # Never apart: the same episode, so the same return; only the call branch paid calls.
+      assert out.returns[b, 0] == out.returns[b, 1]
+      continue
+    diverged += 1
+    # After the hold both branches follow the small LM with the same random numbers, so they
+    # can part only while the call branch's large LM acts.
+    assert differ and differ[0] < start + HOLD
+  assert out.calls[:, 0].sum() == 0  # the keep branch never calls with a small continuation
+  np.testing.assert_array_equal(out.steps[:, 1] >= np.minimum(HOLD, out.steps[:, 0]), True)
+  assert 0 < diverged  # the untrained policies do choose differently
+
+
+def test_every_branch_keeps_the_hard_budget(setup):
+  config, runners = setup
+  config = config.copy_and_resolve_references()
+  config.switcher.budget = 2
+  config.switcher.discount = 1.0  # so the call counts are numbers of calls
+  n = 6
+  snaps = decision_points(config, runners, n)
+  remaining = np.array([0, 1, 2, 0, 1, 2])
+  # A continuation that always calls: only the budget stops it.
+  sim = RowBranches(*runners, config, success, "greedy",
+                    greedy=lambda phi, z, pair: np.ones(len(phi), np.int64))
+  out = sim.play(snaps, remaining, horizon=0)
+  np.testing.assert_array_equal(out.callable, remaining > 0)
+  np.testing.assert_array_equal(out.calls[:, 1], np.minimum(remaining, out.steps[:, 1]))
+  np.testing.assert_array_equal(out.calls[:, 0], np.minimum(remaining, out.steps[:, 0]))
+
+
+def paired_config(policies_dir, **changes):
+  c = londi.get_config("babyai_text:smoke")
+  c.policies.dir = policies_dir
+  c.train_steps = 24
+  c.log_every = 4
+  c.checkpoint_every = 8
+  c.eval_every = 0
+  c.member_costs = (0.01, 0.2)
+  c.switcher.update(target="paired", hold=2, min_replay=4, train_every=2)
+  c.switcher.paired.update(batch=4, pairs_per_step=1)
+  for k, v in changes.items():
+    c[k] = v
+  return c
+
+
+def test_paired_training_fills_replay_with_pairs_and_resumes_exactly(setup, tmp_path):
+  config = paired_config(setup[0].policies.dir)
+  runners = setup[1]
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  loop.train(config, straight, log=None, runners=runners)
+  with pytest.raises(loop.Interrupted):
+    loop.train(config, resumed, log=None, stop_after=14, runners=runners)
+  loop.train(config, resumed, log=None, runners=runners)
+
+  records = read_metrics(os.path.join(straight, "metrics.jsonl"))
+  last = [r for r in records if r["kind"] == "train"][-1]
+  assert last["pairs"] > 0 and last["pairs"] % 4 == 0  # whole batches of pairs
+  state = read_raw(straight)[2]
+  # A small continuation serves every member: each replay holds every pair played.
+  np.testing.assert_array_equal(state["replay"]["size"], [last["pairs"]] * 2)
+  assert np.all(np.asarray(state["learner"]["step"]) > 0)  # the members trained on them
+
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "steps_per_s")}  # noqa
+                      for r in rs]
+  assert strip(records) == strip(read_metrics(os.path.join(resumed, "metrics.jsonl")))
+  for x, y in zip(jax.tree_util.tree_leaves(state),
+                  jax.tree_util.tree_leaves(read_raw(resumed)[2])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_unknown_target_and_continuation_are_named(setup, tmp_path):
+  config = paired_config(setup[0].policies.dir)
+  config.switcher.target = "mc"
+  with pytest.raises(ValueError, match="mc"):
+    loop.Trainer(config, str(tmp_path), runners=setup[1], log=None)
+  with pytest.raises(ValueError, match="sideways"):
+    RowBranches(*setup[1], setup[0], success, "sideways")

@@ -1,0 +1,70 @@
+"""launch.sweep: variants as overrides, members as costs x seeds, aggregation over seeds."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import sweep as sweep_config
+from londi_jax.training import sweep
+from londi_jax.training.fakes import make_tiny_policies
+
+
+def test_overrides_take_the_type_of_the_field_they_replace():
+  base = sweep_config.get_config().base
+  c = sweep.apply_overrides(base, "switcher.target=paired; switcher.hold=4; "
+                                  "features.time=False; switcher.hidden_sizes=(8, 8); cost=0.5")
+  assert (c.switcher.target, c.switcher.hold, c.features.time) == ("paired", 4, False)
+  assert c.switcher.hidden_sizes == (8, 8) and c.cost == 0.5
+  assert base.switcher.target == "td"  # the base is not changed
+  with pytest.raises(KeyError, match="switcher.holdd"):
+    sweep.apply_overrides(base, "switcher.holdd=4")
+
+
+def test_members_are_every_cost_times_every_seed():
+  s = sweep_config.get_config()
+  s.costs, s.seeds = (0.1, 0.2), 3
+  config = sweep.variant_config(s, "switcher.target=paired")
+  assert config.member_costs == (0.1, 0.1, 0.1, 0.2, 0.2, 0.2)
+
+
+def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path):
+  s = sweep_config.get_config("smoke")
+  s.base.pretrain.enabled = False
+  s.base.policies.dir = make_tiny_policies(str(tmp_path / "policies"))
+  s.base.train_steps = 8
+  s.base.log_every = 4
+  s.base.checkpoint_every = 8
+  s.base.eval_every = 0
+  s.base.eval.episodes = 4
+  s.base.eval.dev_episodes = 4
+  s.costs, s.seeds = (-0.5, 0.5), 2
+  s.variants = {"td": "switcher.target=td"}
+  out = str(tmp_path / "sweep")
+  summary = sweep.run_sweep(s, out, log=None)
+  with open(os.path.join(out, "sweep.json")) as f:
+    assert json.load(f) == json.loads(json.dumps(summary))
+  assert os.path.exists(os.path.join(out, "report.md"))
+  assert os.path.exists(os.path.join(out, "cost_quality.png"))
+  with open(os.path.join(out, "td", "eval.json")) as f:
+    methods = json.load(f)["methods"]
+  for i, cost in enumerate(("-0.5", "0.5")):
+    members = (2 * i, 2 * i + 1)
+    entry = summary["variants"]["td"][cost]
+    londi = [methods[f"londi_c{cost}_m{m}"] for m in members]
+    assert entry["londi"]["success_rate"] == pytest.approx(
+        np.mean([r["success_rate"] for r in londi]))
+    # By hand: per episode (matched by seed), each seed's LONDI minus its own random_held
+    # baseline, averaged over the two seeds.
+    diffs = []
+    for m, r in zip(members, londi):
+      base = {e["seed"]: e["success"] for e in methods[f"random_held_c{cost}_m{m}"]["episodes"]}
+      diffs.append([float(e["success"]) - float(base[e["seed"]]) for e in r["episodes"]])
+    d = np.mean(diffs, axis=0)
+    assert entry["vs_random_held"]["mean"] == pytest.approx(d.mean())
+    assert entry["vs_random_held"]["seed_means"] == pytest.approx(np.mean(diffs, axis=1))
+  # A rerun keeps the finished training and evaluation.
+  mtime = os.path.getmtime(os.path.join(out, "td", "eval.json"))
+  assert sweep.run_sweep(s, out, log=None) == summary
+  assert os.path.getmtime(os.path.join(out, "td", "eval.json")) == mtime
