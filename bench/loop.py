@@ -1,9 +1,11 @@
 """Where a LONDI training step's wall time goes: environments, small LM, large LM, the member
 step (switcher, replay write, updates), and everything else (prompts, tokenising, padding,
-bookkeeping). Goal: "elsewhere" under 15%.
+bookkeeping). Goal: "elsewhere" under 15%. With `--target paired` it also reports the branch
+pairs: their environment steps per second and their share of the training time (acting plus
+branches).
 
     python bench/loop.py [--policies DIR] [--sizes babyai_text] [--members 3] [--num_envs 16] \
-        [--warmup 100] [--steps 200]
+        [--warmup 100] [--steps 200] [--target td|paired]
 
 Without `--policies`, untrained policies of the `configs/pretrain.py` preset `--sizes` are written
 to a temporary folder (the same FLOPs and prompt lengths as trained ones of that preset). The
@@ -43,6 +45,7 @@ def main() -> None:
   parser.add_argument("--num_envs", type=int, default=16)
   parser.add_argument("--warmup", type=int, default=100)
   parser.add_argument("--steps", type=int, default=200)
+  parser.add_argument("--target", default="td", choices=("td", "paired"))
   args = parser.parse_args()
 
   with tempfile.TemporaryDirectory() as tmp:
@@ -55,14 +58,18 @@ def main() -> None:
     config.num_envs = args.num_envs
     config.train_steps = args.warmup + args.steps
     config.switcher.min_replay = min(config.switcher.min_replay, args.num_envs * args.warmup // 2)
+    config.switcher.target = args.target
     trainer = Trainer(config, os.path.join(tmp, "run"), log=None)
     for _ in range(args.warmup):
       trainer.act()
     trainer.timings.clear()
+    branch_steps = trainer.pairs.sim.env_steps if trainer.pairs else 0
     start = time.perf_counter()
     for _ in range(args.steps):
       trainer.act()
     wall = time.perf_counter() - start
+    branch_steps = (trainer.pairs.sim.env_steps if trainer.pairs else 0) - branch_steps
+    pairs = trainer.pairs.pairs_played if trainer.pairs else 0
     trainer.close()
   t = trainer.timings
   rows = args.members * args.num_envs
@@ -73,7 +80,13 @@ def main() -> None:
         f"{(t['total'] - t['compile']) / args.steps * 1e3:.1f} ms/step "
         f"(compilations during the timed steps: {t['compile']:.1f} s, excluded)")
   for part, share in shares(t).items():
-    print(f"  {part:<10s} {share:6.1%}")
+    print(f"  {part:<10s} {share:6.1%}  (of acting)")
+  if args.target == "paired":
+    acting = t["total"] - t["compile"]
+    print(f"branch pairs: {pairs} played in all, {branch_steps} branch env steps in the timed "
+          f"steps, {branch_steps / max(t['branches'], 1e-9):.0f} branch env steps/s; branches "
+          f"take {t['branches'] / (acting + t['branches']):.1%} of the training time "
+          f"(acting {args.steps * rows / acting:.0f} env steps/s)")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.features.hidden = True  # the small LM's mean-pooled prompt state
   c.features.confidence = True  # max probability, entropy, top-2 margin of the small LM
   c.features.time = True  # t / T, T the environment's step limit
+  # The small LM's view of the large LM's prompt (its history): one more small-LM pass a step.
+  c.features.history = False
 
   # The switcher's reward: "env" (BabyAI's 1 - 0.9 t / T on success) or "success" (1 on success).
   c.reward = "success"

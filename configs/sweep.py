@@ -1,6 +1,7 @@
 """Sweeps of LONDI (`launch.sweep`): costs x training seeds for each variant of the switcher.
 
     python -m launch.sweep --config configs/sweep.py --workdir DIR
+    python -m launch.sweep --config configs/sweep.py:cpu --workdir DIR     # about an hour, 2 cores
     python -m launch.sweep --config configs/sweep.py:smoke --workdir DIR
 
 Each variant is one training run (`DIR/<variant>/`) whose members are every cost times
@@ -18,18 +19,35 @@ from configs import londi
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.base = londi.babyai_text("smoke" if preset == "smoke" else "default")
-  c.costs = (0.003, 0.006)
+  c.base.eval.episodes = 1000
+  c.base.eval_every = 0  # the latest checkpoint is evaluated
+  c.base.keep_checkpoints = 1
+  c.base.switcher.paired.pairs_per_step = 2
+  c.costs = (0.002, 0.005, 0.01)
   c.seeds = 3  # training seeds per cost (members seed, seed + 1, ...)
   c.variants = ml_collections.ConfigDict()
   c.variants.paired = "switcher.target=paired"
+  c.variants.paired_history = "switcher.target=paired; features.history=True"
   c.variants.td = "switcher.target=td"
-  if preset == "smoke":
+  if preset == "cpu":
+    # What two CPU cores finish in about an hour: paired targets at one cost, three seeds,
+    # replay sized to keep the committed checkpoints small (every pair played fits).
+    c.base.train_steps = 1500
+    c.base.switcher.replay_capacity = 10_000
+    c.base.switcher.min_replay = 256
+    c.costs = (0.005,)
+    c.variants = ml_collections.ConfigDict({"paired": "switcher.target=paired"})
+  elif preset == "smoke":
     c.base.pretrain.enabled = True
     c.base.pretrain.preset = "smoke"
+    c.base.eval.episodes = 8
+    c.base.eval_every = 20
     c.costs = (0.01, 0.1)
     c.seeds = 2
+    c.variants = ml_collections.ConfigDict({"paired": "switcher.target=paired",
+                                            "td": "switcher.target=td"})
     c.base.switcher.paired.batch = 4
     c.base.switcher.hold = 2
   elif preset != "default":
-    raise ValueError(f"unknown preset {preset!r} of configs/sweep.py; known: default, smoke")
+    raise ValueError(f"unknown preset {preset!r} of configs/sweep.py; known: default, cpu, smoke")
   return c

@@ -95,8 +95,12 @@ class RowBranches:
       return np.zeros(len(self.rows), np.int64)
     idx = np.flatnonzero(live)
     out = self._small_cache = self._score_small(idx)
+    rows = [self.rows[i] for i in idx]
+    history = features_lib.history_view(self.config, self.small, rows,
+                                        [row.obs.valid_actions for row in rows])
     phi = features_lib.build_features(self.config, out,
-                                      np.array([self.rows[i].time_fraction for i in idx]))
+                                      np.array([row.time_fraction for row in rows]),
+                                      None if history is None else history.out)
     t = np.array([self.rows[i].t for i in idx])
     decide = t % self.hold == 0
     g = np.asarray(self.greedy(phi, remaining[idx], self.pair[idx]), np.int64)

@@ -67,6 +67,8 @@ class Method:
     small_everywhere: whether the method runs the small LM on every step (else only on g = 0).
     large_everywhere: whether the rule needs the large LM's choice on every row (oracle).
     switcher_flops: FLOPs of the switcher per step (LONDI only).
+    uses_phi: whether the rule reads `phi(s)` (LONDI; it then costs the history view's small-LM
+      pass too when `features.history` is on).
     budgeted: whether a hard budget holds the method (not the references and the oracle bound).
     info: extra fields for the result (cost, member, threshold, ...).
   """
@@ -76,6 +78,7 @@ class Method:
   small_everywhere: bool = True
   large_everywhere: bool = False
   switcher_flops: int = 0
+  uses_phi: bool = False
   budgeted: bool = True
   info: dict = dataclasses.field(default_factory=dict)
 
@@ -155,8 +158,14 @@ def small_then_rule(method: Method, view: View, batch: Batch, small: LMRunner, l
   scored = batch.score(small, every, tally)
   actions = batch.choose(scored, every)
   view.small, view.small_actions = scored.out, actions.copy()
-  view.phi = features_lib.build_features(config, scored.out,
-                                         np.array([r.time_fraction for r in batch.rows]))
+  if method.uses_phi:
+    history = features_lib.history_view(config, small, batch.rows, batch.candidates)
+    if history is not None:
+      tally.timed(history)
+      tally.flops["small"] += int(history.row_flops.sum())
+    view.phi = features_lib.build_features(config, scored.out,
+                                           np.array([r.time_fraction for r in batch.rows]),
+                                           None if history is None else history.out)
   tally.max_probs.append(np.asarray(scored.out.max_prob))
   large_scored = None
   if method.large_everywhere:
@@ -420,6 +429,6 @@ def make_londi_rule_builder(config, num_envs: int):
           g[j] = held[seed]
       return g
 
-    return Method(name, rule, switcher_flops=switcher_flops(q_params), info=info)
+    return Method(name, rule, switcher_flops=switcher_flops(q_params), uses_phi=True, info=info)
 
   return londi

@@ -305,8 +305,12 @@ class Trainer:
       rows = self.rows.rows
       cands = [row.obs.valid_actions for row in rows]
       small = self._score_small(rows, cands)
+      history = features_lib.history_view(self.config, self.small, rows, cands)
+      if history is not None:
+        self.timings.add_lm("small_lm", history.out)
       phi = features_lib.build_features(self.config, small.out,
-                                        np.array([row.time_fraction for row in rows]))
+                                        np.array([row.time_fraction for row in rows]),
+                                        None if history is None else history.out)
       g, greedy = self._member_step(rows, phi)
       if self.pairs:
         self.pairs.collect(self.step, rows, phi, self.remaining)
