@@ -147,3 +147,30 @@ def test_unknown_target_and_continuation_are_named(setup, tmp_path):
     loop.Trainer(config, str(tmp_path), runners=setup[1], log=None)
   with pytest.raises(ValueError, match="sideways"):
     RowBranches(*setup[1], setup[0], success, "sideways")
+
+
+def test_greedy_continuation_writes_each_pair_to_its_own_member(setup, tmp_path):
+  config = paired_config(setup[0].policies.dir, train_steps=16, checkpoint_every=16)
+  config.switcher.paired.continuation = "greedy"
+  trainer = loop.Trainer(config, str(tmp_path / "greedy"), runners=setup[1], log=None)
+  collected = []  # the members of the decision points, in the order they were kept
+  collect = trainer.pairs.collect
+
+  def recording_collect(*args):
+    before = len(trainer.pairs.points)
+    collect(*args)
+    collected.extend(p["member"] for p in trainer.pairs.points[before:])
+
+  trainer.pairs.collect = recording_collect
+  try:
+    for _ in range(16):
+      trainer.act()
+    sizes = np.asarray(trainer.members.replay.size)
+    origin = collected[:trainer.pairs.pairs_played]  # pairs are played oldest first
+    assert len(origin) > 0
+    # Each pair follows its own member's switcher after the first decision, so only that member
+    # learns from it; the greedy rule compiles once for every number of live branches.
+    np.testing.assert_array_equal(sizes, [origin.count(0), origin.count(1)])
+    assert trainer.pairs._q_all._cache_size() == 1
+  finally:
+    trainer.close()

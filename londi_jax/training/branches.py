@@ -58,7 +58,6 @@ class RowBranches:
     self.rows: list[Row] = []
     self.pair = np.zeros(0, np.int64)
     self.env_steps = 0
-    self.lm_rows = {"small": 0, "large": 0}
 
   def play(self, snapshots: Sequence[Mapping[str, Any]], remaining: np.ndarray,
            pair_ids: np.ndarray | None = None, horizon: int = 0) -> BranchOutcome:
@@ -127,7 +126,6 @@ class RowBranches:
     call = np.flatnonzero(g == 1)
     if call.size:
       scored = self.large([rows[j].prompt("large") for j in call], [cands[j] for j in call])
-      self.lm_rows["large"] += call.size
       actions[call] = choose_actions(scored.out.probs, n_cands[call], u[call], mode)
     rewards = np.zeros(len(self.rows))
     done = np.zeros(len(self.rows), bool)
@@ -140,7 +138,6 @@ class RowBranches:
 
   def _score_small(self, idx: np.ndarray):
     rows = [self.rows[i] for i in idx]
-    self.lm_rows["small"] += len(rows)
     return self.small([row.prompt("small") for row in rows],
                       [row.obs.valid_actions for row in rows]).out
 
@@ -177,8 +174,13 @@ class PairedTargets:
     self._params = None
 
     def greedy(phi, remaining, pair_ids):
-      q = np.asarray(self._q_all(self._params, phi, remaining.astype(np.int32)))  # [M, K, 2]
-      q = q[np.asarray(pair_ids), np.arange(len(phi))]
+      k, rows = len(phi), 2 * self.batch  # padded to every branch row: one compilation
+      phi_pad = np.zeros((rows, phi.shape[1]), np.float32)
+      phi_pad[:k] = phi
+      z_pad = np.zeros(rows, np.int32)
+      z_pad[:k] = remaining
+      q = np.asarray(self._q_all(self._params, phi_pad, z_pad))[:, :k]  # [M, K, 2]
+      q = q[np.asarray(pair_ids), np.arange(k)]
       return np.asarray(greedy_under_budget(q, remaining, self.budget))
 
     self.sim = RowBranches(small, large, config, reward, sw.paired.continuation,
