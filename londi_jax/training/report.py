@@ -35,11 +35,15 @@ def paired_differences(a: dict, b: dict) -> np.ndarray:
   return np.array([float(e["success"]) - by_seed[e["seed"]] for e in a["episodes"]])
 
 
-def paired_difference(a: dict, b: dict) -> tuple[float, float]:
-  """Mean and standard error of `paired_differences(a, b)`."""
-  d = paired_differences(a, b)
+def mean_and_se(d: np.ndarray) -> tuple[float, float]:
+  """Mean and standard error of per-episode differences `d` (nan for one episode)."""
   se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
   return float(np.mean(d)), se
+
+
+def paired_difference(a: dict, b: dict) -> tuple[float, float]:
+  """Mean and standard error of `paired_differences(a, b)`."""
+  return mean_and_se(paired_differences(a, b))
 
 
 def baseline_of(methods: dict, prefix: str, member: int) -> dict | None:

@@ -86,11 +86,9 @@ def aggregate(eval_result: dict, costs, seeds: int) -> dict:
         if base is not None and m in by_prefix["londi"]:
           diffs.append(report_lib.paired_differences(by_prefix["londi"][m], base))
       if diffs:
-        d = np.mean(diffs, axis=0)  # [episodes], averaged over seeds
-        entry[f"vs_{prefix}"] = {
-            "mean": float(d.mean()),
-            "ci95": float(report_lib.Z95 * d.std(ddof=1) / np.sqrt(len(d))),
-            "seed_means": [float(x.mean()) for x in diffs]}
+        mean, se = report_lib.mean_and_se(np.mean(diffs, axis=0))  # episodes, seed-averaged
+        entry[f"vs_{prefix}"] = {"mean": mean, "ci95": report_lib.Z95 * se,
+                                 "seed_means": [float(x.mean()) for x in diffs]}
     out[f"{cost:g}"] = entry
   return out
 
