@@ -2,7 +2,11 @@
 
     python -m launch.pretrain --config configs/pretrain.py:babyai_text --workdir DIR
     presets: smoke (seconds, tests), babyai_text (CPU, ~15 min), full (the embedded default
-    policies), paper (real checkpoint folders, GPU)
+    policies), paper (real checkpoint folders, GPU), paper_t5 (the same over Flan-T5 folders)
+
+`paper` and `paper_t5` hold placeholder folders: set `--config.policies.small.checkpoint` and
+`--config.policies.large.checkpoint` (launch.pretrain names the field it cannot read). Any
+Hugging Face folder of a supported `model_type` (llama, qwen2, qwen3, t5) fits either policy.
 
 The small policy sees the current observation only; the large one a longer window plus the
 episode's first observation (the starting pose, which missions such as `behind you` refer to).
@@ -14,9 +18,12 @@ LEVELS = ("babyai_text/BabyAI-GoToLocal-v0", "babyai_text/BabyAI-PickupLoc-v0")
 
 
 def _model(layers: int, d: int, heads: int, kv_heads: int, ff: int) -> ml_collections.ConfigDict:
+  """A new model's shape. `architecture` `llama` is a decoder; `t5` an encoder-decoder with
+  `layers` blocks per stack and a gated-GELU feed-forward of width `ff` (`num_kv_heads` and
+  `rope_theta` unused; a tied head is the original T5's, `bc.model_config`)."""
   return ml_collections.ConfigDict(dict(
-      num_layers=layers, hidden_size=d, num_heads=heads, num_kv_heads=kv_heads,
-      intermediate_size=ff, rope_theta=10000.0, tie_word_embeddings=True))
+      architecture="llama", num_layers=layers, hidden_size=d, num_heads=heads,
+      num_kv_heads=kv_heads, intermediate_size=ff, rope_theta=10000.0, tie_word_embeddings=True))
 
 
 def _policy(model, num_observations: int, num_actions: int, keep_first: bool, steps: int,
@@ -74,7 +81,7 @@ def get_config(preset: str = "babyai_text") -> ml_collections.ConfigDict:
     c.policies.small.steps = 800
     c.policies.large.steps = 1100
     c.eval.episodes = 400
-  elif preset == "paper":
+  elif preset in ("paper", "paper_t5"):
     c.demos.episodes_per_level = 5000
     for p in (c.policies.small, c.policies.large):
       p.prompt.template = "glam"
@@ -85,10 +92,16 @@ def get_config(preset: str = "babyai_text") -> ml_collections.ConfigDict:
       p.batch_size = 64
       p.lr = 1e-5
       p.steps = 5000
+    # Placeholders: set both to real folders (each with its tokenizer).
     c.policies.small.checkpoint = "/path/to/SmolLM2-135M"
     c.policies.large.checkpoint = "/path/to/Qwen2.5-1.5B"
+    if preset == "paper_t5":  # GLAM's model family; AdamW fine-tuning of T5 commonly uses 1e-4
+      c.policies.small.checkpoint = "/path/to/flan-t5-small"
+      c.policies.large.checkpoint = "/path/to/flan-t5-large"
+      for p in (c.policies.small, c.policies.large):
+        p.lr = 1e-4
     c.eval.episodes = 1000
   elif preset != "babyai_text":
     raise ValueError(f"unknown preset {preset!r} of configs/pretrain.py; known: smoke, "
-                     "babyai_text, full, paper")
+                     "babyai_text, full, paper, paper_t5")
   return c

@@ -36,9 +36,7 @@ from londi_jax.envs.babyai import expert as babyai_expert
 from londi_jax.envs.babyai.env import ACTIONS
 from londi_jax.envs.babyai.prompts import PromptConfig, compact_sentence
 from londi_jax.policies import bc
-from londi_jax.policies.checkpoint import load_pretrained
-from londi_jax.policies.config import DecoderConfig
-from londi_jax.policies.model import Decoder, init_params
+from londi_jax.policies.checkpoint import load_pretrained, model_for, random_params
 from londi_jax.policies.policy import Buckets, Policy
 from londi_jax.policies.store import save_policy
 from londi_jax.policies.tokenizer import Tokenizer, build_word_tokenizer
@@ -85,17 +83,25 @@ def vocabulary_texts(prompts: list[str]) -> list[str]:
 
 
 def build_model(p: ml_collections.ConfigDict, tokenizer: Tokenizer, key: jax.Array):
-  """The decoder and its initial params: a checkpoint's, or random ones of `p.model`."""
+  """The model (a decoder or T5) and its initial params: a checkpoint's, or random ones of
+  `p.model`."""
   if p.checkpoint:
     model, params = load_pretrained(p.checkpoint)
     return model, params
-  m = p.model
-  config = DecoderConfig(
-      vocab_size=bc.round_up(tokenizer.vocab_size, 8), hidden_size=m.hidden_size,
-      intermediate_size=m.intermediate_size, num_layers=m.num_layers, num_heads=m.num_heads,
-      num_kv_heads=m.num_kv_heads, head_dim=m.hidden_size // m.num_heads,
-      rope_theta=m.rope_theta, tie_word_embeddings=m.tie_word_embeddings)
-  return Decoder(config), init_params(config, key)
+  config = bc.model_config(p.model.to_dict(), tokenizer)
+  return model_for(config), random_params(config, key)
+
+
+def check_checkpoints(config: ml_collections.ConfigDict) -> None:
+  """Fails early, naming the field to set, when a policy's `checkpoint` is not a checkpoint folder
+  (the `paper` presets hold placeholders)."""
+  unset = {f"policies.{name}.checkpoint": p.checkpoint for name, p in config.policies.items()
+           if p.checkpoint and not os.path.exists(os.path.join(p.checkpoint, "config.json"))}
+  if unset:
+    raise FileNotFoundError(
+        "no Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer) at "
+        + ", ".join(f"{field} = {folder!r}" for field, folder in unset.items()) + "; set "
+        + " and ".join(f"--config.{field}" for field in unset))
 
 
 def evaluate_sets(evaluate, params, sets: list) -> dict[str, float]:
@@ -176,6 +182,7 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Everything the command does; returns the summary it writes."""
+  check_checkpoints(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   metrics = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))

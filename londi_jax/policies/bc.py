@@ -1,7 +1,8 @@
 """Behaviour cloning of an LM policy on expert demonstrations.
 
 The loss is the cross-entropy of the expert's action under the candidate distribution that the
-policy acts from (`scoring.make_candidate_scorer`, GLAM's action scoring):
+policy acts from (`scoring.make_candidate_scorer`, GLAM's action scoring, for a decoder or a T5
+encoder-decoder alike):
 
     L = -E_(h, a*) [ log softmax_a( log p_theta(a | prompt(h)) )[a*] ]
 
@@ -13,7 +14,7 @@ BabyAI-Text template and history length (`envs.babyai.prompts.episode_prompts`).
 from __future__ import annotations
 
 import collections
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import flax.struct
 import jax
@@ -23,9 +24,13 @@ import optax
 
 from londi_jax.envs.babyai.prompts import PromptConfig, episode_prompts
 from londi_jax.gradients import gradient_step
+from londi_jax.policies.config import DecoderConfig, ModelConfig, T5Config
 from londi_jax.policies.model import Decoder
 from londi_jax.policies.scoring import TokenBatch, candidate_log_softmax, make_candidate_scorer
+from londi_jax.policies.t5 import T5
 from londi_jax.policies.tokenizer import Tokenizer
+
+Model = Decoder | T5
 
 
 @flax.struct.dataclass
@@ -87,6 +92,41 @@ def round_up(n: int, multiple: int) -> int:
   return -(-n // multiple) * multiple
 
 
+def model_config(spec: Mapping[str, Any], tokenizer: Tokenizer) -> ModelConfig:
+  """The config of a new model for `tokenizer` (its vocabulary rounded up to a multiple of 8).
+
+  Args:
+    spec: a `configs/pretrain.py` `model`: `architecture` (`llama`, the default, or `t5`),
+      `num_layers`, `hidden_size`, `num_heads`, `num_kv_heads`, `intermediate_size`, `rope_theta`,
+      `tie_word_embeddings`. A `t5` model has `num_layers` blocks in each stack, heads of
+      `hidden_size / num_heads`, `intermediate_size` as `d_ff`, the `feed_forward_proj` of `spec`
+      (default `gated-gelu`), and the original T5 head (tied, output scaled) when
+      `tie_word_embeddings`, else the T5 v1.1 one; `num_kv_heads` and `rope_theta` are unused.
+    tokenizer: the tokenizer the model reads.
+  """
+  vocab_size = round_up(tokenizer.vocab_size, 8)
+  head_dim = spec["hidden_size"] // spec["num_heads"]
+  architecture = spec.get("architecture", "llama")
+  if architecture == "t5":
+    eos = tokenizer.hf.eos_token_id
+    return T5Config(
+        vocab_size=vocab_size, d_model=spec["hidden_size"], d_kv=head_dim,
+        d_ff=spec["intermediate_size"], num_layers=spec["num_layers"],
+        num_decoder_layers=spec["num_layers"], num_heads=spec["num_heads"],
+        feed_forward_proj=spec.get("feed_forward_proj", "gated-gelu"),
+        tie_word_embeddings=spec["tie_word_embeddings"],
+        scale_decoder_outputs=spec["tie_word_embeddings"], pad_token_id=tokenizer.pad_id,
+        eos_token_id=tokenizer.pad_id if eos is None else eos,
+        decoder_start_token_id=tokenizer.pad_id)
+  if architecture != "llama":
+    raise ValueError(f"model.architecture must be 'llama' or 't5', got {architecture!r}")
+  return DecoderConfig(
+      vocab_size=vocab_size, hidden_size=spec["hidden_size"],
+      intermediate_size=spec["intermediate_size"], num_layers=spec["num_layers"],
+      num_heads=spec["num_heads"], num_kv_heads=spec["num_kv_heads"], head_dim=head_dim,
+      rope_theta=spec["rope_theta"], tie_word_embeddings=spec["tie_word_embeddings"])
+
+
 def make_dataset(tokenizer: Tokenizer, prompts: Sequence[str], actions: Sequence[str],
                  candidates: Sequence[str], max_prompt_len: int,
                  length_buckets: Sequence[int] = ()) -> list[Dataset]:
@@ -133,7 +173,7 @@ def _batch(data: Dataset, index: jax.Array) -> tuple[TokenBatch, jax.Array]:
   return batch, data.targets[index]
 
 
-def make_per_example(model: Decoder):
+def make_per_example(model: Model):
   """`per_example(params, batch, targets) -> (nll [B], correct [B])` of the expert's action."""
   scorer = make_candidate_scorer(model)
 
@@ -145,7 +185,7 @@ def make_per_example(model: Decoder):
   return per_example
 
 
-def make_loss(model: Decoder):
+def make_loss(model: Model):
   """`loss(params, batch, targets) -> (mean cross-entropy, {"accuracy"})`."""
   per_example = make_per_example(model)
 
@@ -165,7 +205,7 @@ def make_optimizer(lr: float, steps: int, warmup: int, clip: float = 1.0,
                      optax.adamw(schedule, weight_decay=weight_decay))
 
 
-def make_train_step(model: Decoder, optimizer: optax.GradientTransformation, batch_size: int):
+def make_train_step(model: Model, optimizer: optax.GradientTransformation, batch_size: int):
   """Builds `train_step(state, data, key) -> (state, metrics)` on a uniform minibatch."""
   loss_fn = make_loss(model)
 
@@ -180,7 +220,7 @@ def make_train_step(model: Decoder, optimizer: optax.GradientTransformation, bat
   return train_step
 
 
-def make_eval_fn(model: Decoder, batch_size: int):
+def make_eval_fn(model: Model, batch_size: int):
   """Builds `evaluate(params, data) -> {"loss", "accuracy"}` over the whole dataset, in chunks."""
   per_example = make_per_example(model)
 

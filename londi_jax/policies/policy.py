@@ -21,6 +21,7 @@ import numpy as np
 from londi_jax.policies import flops as flops_lib
 from londi_jax.policies.model import Decoder
 from londi_jax.policies.scoring import bucket, make_act_fn, pack
+from londi_jax.policies.t5 import T5
 from londi_jax.policies.tokenizer import Tokenizer
 
 
@@ -56,7 +57,8 @@ class PolicyOutput:
     greedy, sampled: [B] candidate indices.
     greedy_action, sampled_action: the candidate strings (None when scored from token ids).
     max_prob, entropy, margin: [B] confidence statistics of `probs`.
-    features: [B, d] float32 mean-pooled final hidden state of the prompt.
+    features: [B, d] float32 mean-pooled final hidden state of the prompt (of the encoder, for
+      T5).
     row_flops: [B] int64 forward FLOPs of each row's real (unpadded) tokens
       (`flops.flops_per_step` of its prompt, cut to the largest prompt bucket, and candidates).
     flops: their sum, the FLOPs of the call (`flops.scoring_flops`).
@@ -84,10 +86,10 @@ class PolicyOutput:
 
 
 class Policy:
-  """A decoder, its params and tokenizer, scoring candidate actions.
+  """A decoder (or a T5 encoder-decoder), its params and tokenizer, scoring candidate actions.
 
   Attributes:
-    model: the `Decoder`.
+    model: the `Decoder` or `T5`.
     params: its parameters.
     tokenizer: a `Tokenizer`.
     temperature: of the action distribution.
@@ -96,7 +98,7 @@ class Policy:
     calls, total_flops, total_device_time_s: running totals over calls that did not compile.
   """
 
-  def __init__(self, model: Decoder, params: Any, tokenizer: Tokenizer, *,
+  def __init__(self, model: Decoder | T5, params: Any, tokenizer: Tokenizer, *,
                temperature: float = 1.0, buckets: Buckets = Buckets(), seed: int = 0,
                meta: dict | None = None):
     self.model = model

@@ -6,6 +6,13 @@ valid action `a` with `log p(a | prompt) = sum_j log p(a_j | prompt, a_<j)` and 
 group over the prompt's cached keys and values (it attends to the prompt and causally to itself,
 never to other candidates), so all candidates of a state cost one pass, not one each.
 
+A T5 encoder-decoder (Flan-T5, the model family of GLAM) scores the same way with the encoder
+run once per state: the prompt is encoded once, each decoder block's cross-attention keys and
+values of it are computed once, the decoder start token runs once, and every candidate then runs
+as its own group of decoder tokens over the start token's cached keys and values and over the
+state's encoder output, which is broadcast inside the attention products, never copied per
+candidate.
+
 Everything in this module is a pure function of arrays of fixed (bucketed) shapes; padding rows,
 candidates and tokens are masked exactly.
 """
@@ -20,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from londi_jax.policies.model import Decoder
+from londi_jax.policies.t5 import T5
 
 _MASKED = -1e30
 
@@ -51,22 +59,36 @@ class Scores:
 
   Attributes:
     log_probs: [batch, candidates] float32, `sum_j log p(a_j | prompt, a_<j)`; padding is -1e30.
-    features: [batch, d] float32, the mean of the prompt's final hidden states.
+    features: [batch, d] float32, the mean of the prompt's final hidden states (the encoder's,
+      for an encoder-decoder).
   """
 
   log_probs: jax.Array
   features: jax.Array
 
 
-def _token_log_probs(model: Decoder, params, hidden: jax.Array, targets: jax.Array) -> jax.Array:
+def _token_log_probs(model: Decoder | T5, params, hidden: jax.Array, targets: jax.Array
+                     ) -> jax.Array:
   """log softmax(logits(hidden))[target], float32, shape of `targets`."""
-  logits = model.apply({"params": params}, hidden, method=Decoder.logits).astype(jnp.float32)
+  logits = model.apply({"params": params}, hidden, method=type(model).logits).astype(jnp.float32)
   return jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), targets[..., None], axis=-1)[
       ..., 0]
 
 
-def make_candidate_scorer(model: Decoder) -> Callable[[dict, TokenBatch], Scores]:
-  """Builds `score(params, batch) -> Scores` for `model` (jit it, or call inside a jitted step)."""
+def _mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
+  """The mean over real tokens of `hidden` [batch, tokens, d], float32 [batch, d]."""
+  weights = mask.astype(jnp.float32)
+  return jnp.einsum("btd,bt->bd", hidden.astype(jnp.float32), weights) / jnp.maximum(
+      weights.sum(-1), 1.0)[:, None]
+
+
+def make_candidate_scorer(model: Decoder | T5) -> Callable[[dict, TokenBatch], Scores]:
+  """Builds `score(params, batch) -> Scores` for `model` (jit it, or call inside a jitted step).
+
+  A `T5` model gets `make_encoder_decoder_scorer`'s scorer.
+  """
+  if isinstance(model, T5):
+    return make_encoder_decoder_scorer(model)
 
   def score(params, batch: TokenBatch) -> Scores:
     prompt_mask = batch.prompt_mask
@@ -94,6 +116,53 @@ def make_candidate_scorer(model: Decoder) -> Callable[[dict, TokenBatch], Scores
   return score
 
 
+def make_encoder_decoder_scorer(model: T5) -> Callable[[dict, TokenBatch], Scores]:
+  """Builds `score(params, batch) -> Scores` for a T5 model, the encoder run once per state.
+
+  A candidate `a` of `l` tokens is scored as GLAM scores it with a seq2seq model: the decoder
+  input is `[start, a_1, ..., a_(l-1)]` and
+
+      score(a) = sum_j log p(a_j | prompt, start, a_<j)
+
+  The prompt is encoded once per state, and each decoder block's cross-attention keys and
+  values `[B, P, heads, d_kv]` are computed once from it. The start token is decoded once per
+  state: it gives the first token's log-probability of every candidate, and its keys and values
+  become a shared decoder prefix. Every candidate then decodes `a_1 .. a_(l-1)` as its own group
+  `[B, K, l - 1]`, attending causally to itself, to the start token and to the state's encoder
+  output, with no per-candidate copy of the encoder states.
+  """
+  start_id = model.config.decoder_start_token_id
+
+  def apply(params, *args, method):
+    return model.apply({"params": params}, *args, method=method)
+
+  def score(params, batch: TokenBatch) -> Scores:
+    prompt_mask = batch.prompt_mask
+    b, k, cand_len = batch.cand_ids.shape
+    encoded = apply(params, batch.prompt_ids, prompt_mask.astype(jnp.int32),
+                    method=T5.encode)  # [batch, prompt_tokens, d]
+    features = _mean_pool(encoded, prompt_mask)
+    cross = apply(params, encoded, method=T5.cross_kv)  # per block, [batch, prompt_tokens, h, d_kv]
+
+    start = jnp.full((b, 1, 1), start_id, jnp.int32)  # [batch, 1 group, 1 token]
+    h_start, kv_start = apply(params, start, jnp.ones((b, 1, 1, 1), bool), cross, prompt_mask,
+                              method=T5.decode)  # [batch, 1, 1, d]
+    first = _token_log_probs(model, params, h_start[:, 0], batch.cand_ids[..., 0])  # [batch, k]
+    total = jnp.where(batch.cand_mask[..., 0], first, 0.0)
+    if cand_len > 1:
+      prefix = [(kk[:, 0], vv[:, 0]) for kk, vv in kv_start]  # [batch, 1, h, d_kv]
+      inputs = batch.cand_ids[..., :-1]  # [batch, k, l - 1]: a_1 .. a_(l-1)
+      causal = jnp.tril(jnp.ones((cand_len - 1, cand_len - 1), bool))
+      mask = causal & batch.cand_mask[:, :, None, :-1]  # [batch, k, l-1 (query), l-1 (key)]
+      hidden, _ = apply(params, inputs, mask, cross, prompt_mask, prefix, jnp.ones((b, 1), bool),
+                        method=T5.decode)  # [batch, k, l - 1, d]
+      rest = _token_log_probs(model, params, hidden, batch.cand_ids[..., 1:])
+      total = total + jnp.where(batch.cand_mask[..., 1:], rest, 0.0).sum(-1)
+    return Scores(jnp.where(batch.cand_valid, total, _MASKED), features)
+
+  return score
+
+
 def candidate_log_softmax(log_probs: jax.Array, valid: jax.Array,
                           temperature: float | jax.Array = 1.0) -> jax.Array:
   """log softmax(scores / temperature) over the valid candidates; padding gets -1e30."""
@@ -111,7 +180,7 @@ def confidence(probs: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:
   return {"max_prob": top2[:, 0], "entropy": entropy, "margin": top2[:, 0] - second}
 
 
-def make_act_fn(model: Decoder):
+def make_act_fn(model: Decoder | T5):
   """Builds `act(params, batch, temperature, key) -> dict` of everything a policy step reports.
 
   Outputs: `log_probs` [B, K] (candidate scores), `probs` [B, K] (softmax at `temperature`,

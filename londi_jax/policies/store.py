@@ -2,7 +2,8 @@
 
 A policy folder reads back with no other input:
 
-    folder/config.json      Hugging Face style model config (`DecoderConfig.to_hf`)
+    folder/config.json      Hugging Face style model config (`DecoderConfig.to_hf` or
+                            `T5Config.to_hf`; `model_type` says which)
     folder/policy.json      format version, temperature, metadata (prompt config, metrics)
     folder/tokenizer/       `tokenizer.json` + `tokenizer_config.json`
     folder/params/          Orbax `StandardCheckpointer` pytree
@@ -15,24 +16,17 @@ import os
 import shutil
 
 import jax
-import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from londi_jax.policies.config import DecoderConfig
-from londi_jax.policies.model import Decoder
+from londi_jax.policies.checkpoint import abstract_params, model_for
+from londi_jax.policies.config import ModelConfig, config_from_hf
 from londi_jax.policies.policy import Policy
 from londi_jax.policies.tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
 
 
-def abstract_params(config: DecoderConfig):
-  """Shapes and dtypes of a decoder's params, without allocating them."""
-  return jax.eval_shape(
-      lambda: Decoder(config).init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"])
-
-
-def save_policy(folder: str, config: DecoderConfig, params, tokenizer: Tokenizer, *,
+def save_policy(folder: str, config: ModelConfig, params, tokenizer: Tokenizer, *,
                 temperature: float = 1.0, meta: dict | None = None) -> None:
   """Writes a policy folder (replacing one already there)."""
   folder = os.path.abspath(folder)
@@ -60,13 +54,17 @@ def load_policy(folder: str, **policy_kwargs) -> Policy:
   """
   folder = os.path.abspath(folder)
   with open(os.path.join(folder, "config.json")) as f:
-    config = DecoderConfig.from_hf(json.load(f))
+    config = config_from_hf(json.load(f))
   with open(os.path.join(folder, "policy.json")) as f:
     info = json.load(f)
   if info["format_version"] > FORMAT_VERSION:
     raise ValueError(f"policy format {info['format_version']} is newer than {FORMAT_VERSION}")
-  params = ocp.StandardCheckpointer().restore(os.path.join(folder, "params"),
-                                              abstract_params(config))
+  # Onto this process's first device: the saved parameters name the device that wrote them,
+  # which another process (or machine) may not have.
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local), abstract_params(config))
+  params = ocp.StandardCheckpointer().restore(os.path.join(folder, "params"), target)
   tokenizer = Tokenizer.load(os.path.join(folder, "tokenizer"))
   policy_kwargs.setdefault("temperature", info["temperature"])
-  return Policy(Decoder(config), params, tokenizer, meta=info["meta"], **policy_kwargs)
+  return Policy(model_for(config), params, tokenizer, meta=info["meta"], **policy_kwargs)
