@@ -5,6 +5,7 @@
 
 import ml_collections
 
+from londi_jax.runtime.config import runtime_config
 from londi_jax.switching.config import switcher_config
 
 
@@ -26,6 +27,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   c.log_every = 1000
   c.eval_episodes = 1000
   c.tie_tolerance = 1e-6
+  c.runtime = runtime_config()  # devices and processes (docs/scaling.md)
 
   c.switcher = switcher_config()
   c.switcher.cost = c.get_ref("cost")

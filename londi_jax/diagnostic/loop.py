@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 from flax import struct
 
+from londi_jax.runtime import Placement, initialize, make_placement
 from londi_jax.switching.replay import ReplayState, replay_add, replay_init
 from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.acting import (epsilon_greedy_switch, greedy_under_budget,
@@ -146,15 +147,26 @@ def make_member_fns(config: ml_collections.ConfigDict, mdp: SwitchingMDP):
 
 
 def train_members(config: ml_collections.ConfigDict, mdp: SwitchingMDP, seeds: Sequence[int],
-                  costs: Sequence[float], log: Callable[[str], None] | None = print):
+                  costs: Sequence[float], log: Callable[[str], None] | None = print,
+                  placement: Placement | None = None):
   """Trains one switcher per `(seed, cost)` pair together, `vmap`ped over a member axis.
+
+  Args:
+    placement: where the members live: split over its mesh's `members` axis (each device runs
+      its own members' chunks, replay included), the metrics replicated. None: the default
+      device.
 
   Returns:
     The final `MemberState` with a leading member axis.
   """
   init, run_chunk = make_member_fns(config, mdp)
   members = jax.vmap(init)(jnp.asarray(seeds, jnp.int32), jnp.asarray(costs, jnp.float32))
-  run = jax.jit(jax.vmap(run_chunk), donate_argnums=0)
+  if placement is None:
+    run = jax.jit(jax.vmap(run_chunk), donate_argnums=0)
+  else:
+    members = placement.put(members, placement.members)
+    run = jax.jit(jax.vmap(run_chunk), donate_argnums=0, in_shardings=placement.members,
+                  out_shardings=(placement.members, placement.replicated))
   num_chunks = -(-int(config.train_steps) // int(config.log_every))
   start = time.perf_counter()
   for chunk in range(num_chunks):
@@ -263,13 +275,21 @@ def evaluate_member(config: ml_collections.ConfigDict, mdp: SwitchingMDP, learne
 
 
 def run_diagnostic(config: ml_collections.ConfigDict, log=print) -> dict:
-  """Trains the configured members on the diagnostic MDP and evaluates each against the truth."""
+  """Trains the configured members on the diagnostic MDP and evaluates each against the truth.
+
+  The members are split over the devices of `config.runtime` (`londi_jax.runtime`; with
+  `runtime.distributed`, over every process's), and every process evaluates them all.
+  """
+  runtime = config.get("runtime")
+  initialize(runtime)
   mdp = make_mdp(config)
   seeds, costs = member_seeds_and_costs(config)
-  members = train_members(config, mdp, seeds, costs, log=log)
+  placement = make_placement(runtime, len(seeds))
+  members = train_members(config, mdp, seeds, costs, log=log, placement=placement)
+  learners = placement.fetch(members.learner)
   results = []
   for m, seed in enumerate(seeds):
-    learner = jax.tree_util.tree_map(lambda x: x[m], members.learner)
+    learner = jax.tree_util.tree_map(lambda x: x[m], learners)
     results.append(dict(evaluate_member(config, mdp, learner, jax.random.PRNGKey(seed + 10_000)),
                         seed=seed, cost=costs[m]))
   if len(results) == 1:

@@ -32,6 +32,29 @@ def _is_async(env: Any) -> bool:
   return all(hasattr(env, name) for name in ("reset_async", "step_async", "wait"))
 
 
+def call_all(envs: Sequence[Any], method: str, args: Sequence[Any]) -> list[Any]:
+  """`getattr(env, method)(arg)` for each environment and argument, in order.
+
+  Asynchronous environments (worker processes, Ray actors: `reset_async`, `step_async`, `wait`)
+  get every call issued before any is waited on, so they run concurrently; the others run in
+  this process, one after another.
+
+  Args:
+    envs: the environments.
+    method: `reset` or `step`.
+    args: one argument per environment (a seed or an action).
+  """
+  if len(envs) != len(args):
+    raise ValueError(f"{len(envs)} environments but {len(args)} arguments")
+  asynchronous = [_is_async(env) for env in envs]
+  for env, arg, a in zip(envs, args, asynchronous):
+    if a:
+      getattr(env, f"{method}_async")(arg)
+  results = [None if a else getattr(env, method)(arg)
+             for env, arg, a in zip(envs, args, asynchronous)]
+  return [env.wait() if a else r for env, r, a in zip(envs, results, asynchronous)]
+
+
 class VectorEnv:
   """`B` text environments stepped in lockstep, each with its own deterministic seeds.
 
@@ -55,7 +78,6 @@ class VectorEnv:
     self.envs = [fn() for fn in env_fns]
     self.num_envs = len(self.envs)
     self.seed = seed
-    self._async = [_is_async(env) for env in self.envs]
     self._episode_index = np.full(self.num_envs, -1, dtype=np.int64)  # [B]; -1: never reset
     self._episode_seed = np.zeros(self.num_envs, dtype=np.int64)  # [B]
     self._returns = np.zeros(self.num_envs, dtype=np.float64)  # [B]
@@ -158,17 +180,7 @@ class VectorEnv:
 
   def _call(self, method: str, calls: list[tuple[int, Any]]) -> list[Any]:
     """Calls `method(arg)` on the given rows; asynchronous environments run concurrently."""
-    results: dict[int, Any] = {}
-    for i, arg in calls:
-      if self._async[i]:
-        getattr(self.envs[i], f"{method}_async")(arg)
-    for i, arg in calls:
-      if not self._async[i]:
-        results[i] = getattr(self.envs[i], method)(arg)
-    for i, _ in calls:
-      if self._async[i]:
-        results[i] = self.envs[i].wait()
-    return [results[i] for i, _ in calls]
+    return call_all([self.envs[i] for i, _ in calls], method, [arg for _, arg in calls])
 
   def close(self) -> None:
     """Closes every environment."""
@@ -182,6 +194,18 @@ class VectorEnv:
     self.close()
 
 
-def make_vector(env_id: str, num_envs: int, seed: int = 0, **kwargs: Any) -> VectorEnv:
-  """A `VectorEnv` of `num_envs` copies of `londi_jax.envs.make(env_id, **kwargs)`."""
-  return VectorEnv([lambda: make(env_id, **kwargs)] * num_envs, seed=seed)
+def make_vector(env_id: str, num_envs: int, seed: int = 0, backend: str = "local",
+                ray_address: str = "", timeout_s: float = 60.0, **kwargs: Any) -> VectorEnv:
+  """A `VectorEnv` of `num_envs` copies of `londi_jax.envs.make(env_id, **kwargs)`.
+
+  Args:
+    backend: where each environment runs: `local` (this process), `process` (an `EnvWorker`
+      subprocess each) or `ray` (a Ray actor each); see `envs.workers.env_factory`.
+    ray_address: with `ray`, the cluster to join ("" starts a local Ray).
+    timeout_s: with a worker backend, the longest a step may take.
+  """
+  if backend == "local":
+    return VectorEnv([lambda: make(env_id, **kwargs)] * num_envs, seed=seed)
+  from londi_jax.envs.workers import env_factory  # pylint: disable=import-outside-toplevel
+  factory = env_factory(backend, ray_address=ray_address, timeout_s=timeout_s)
+  return VectorEnv([lambda: factory(env_id, **kwargs)] * num_envs, seed=seed)

@@ -13,6 +13,10 @@ episode as truncated (`done=True`, `info["truncated"]`, `info["worker_restarted"
 `info["error"]`), and the next `reset` runs in the fresh process. An environment that notices that
 its own backend died (ScienceWorld's JVM) raises `EnvCrashed`, which counts as a failure too;
 other exceptions that the environment raises are passed on to the caller unchanged.
+
+`env_factory(backend)` builds environments for `envs.backend`: in this process (`local`), in an
+`EnvWorker` each (`process`), or in a Ray actor each (`ray`, `envs.ray_workers.RayEnvWorker`,
+with the same interface and failure rules).
 """
 
 from __future__ import annotations
@@ -149,7 +153,100 @@ class WorkerFailure(RuntimeError):
   """A worker that died or timed out during a reset, twice in a row."""
 
 
-class EnvWorker:
+class RemoteEnv:
+  """The `TextEnv` side of an environment that runs elsewhere (a worker process, a Ray actor):
+  calls in flight, their failures and restarts (see the module docstring).
+
+  A subclass sends a call with `_send(method, argument)` (setting `_pending` to a tuple that
+  starts with `(method, argument)`), answers it with `_receive(timeout_s)` as `("ok", result)`,
+  `("raise", exception)` or `("failed", reason)`, restarts with `_restart(reason)`, and sets
+  `timeout_s`, `reset_timeout_s`, `_pending = None`, `_last_obs = None` and
+  `_step_limit = None`.
+  """
+
+  @staticmethod
+  def _reason(reason: str) -> str:
+    """A failure's reason as a user reads it."""
+    return reason
+
+  def reset_async(self, seed: int | None = None) -> None:
+    """Starts a `reset(seed)`; `wait()` returns its observation."""
+    self._step_limit = None
+    self._send("reset", seed)
+
+  def step_async(self, action: str) -> None:
+    """Starts a `step(action)`; `wait()` returns its `(obs, reward, done, info)`."""
+    self._send("step", action)
+
+  def wait(self):
+    """The result of the call in flight (see the module docstring for failures)."""
+    if self._pending is None:
+      raise RuntimeError("nothing in flight; call reset_async or step_async first")
+    method, argument = self._pending[:2]
+    status, result = self._receive(self.reset_timeout_s if method == "reset" else self.timeout_s)
+    self._pending = None
+    if status == "raise":
+      raise result
+    if status == "ok":
+      self._last_obs = result if method == "reset" else result[0]
+      return result
+    self._restart(result)
+    if method == "reset":
+      return self._retry_reset(argument, result)
+    info = {"success": False, "truncated": True, "worker_restarted": True,
+            "error": self._reason(result)}
+    return self._last_obs, 0.0, True, info
+
+  def _retry_reset(self, seed: int | None, first_error: str) -> Observation:
+    self._send("reset", seed)
+    status, result = self._receive(self.reset_timeout_s)
+    self._pending = None
+    if status == "ok":
+      self._last_obs = result
+      return result
+    if status == "raise":
+      raise result
+    self._restart(result)
+    raise WorkerFailure(f"reset failed twice: {self._reason(first_error)}; then "
+                        f"{self._reason(result)}")
+
+  def _call(self, method: str, argument: Any, timeout_s: float) -> Any:
+    """One call, waited for; a failure raises (no restart)."""
+    self._send(method, argument)
+    status, result = self._receive(timeout_s)
+    self._pending = None
+    if status == "ok":
+      return result
+    raise result if status == "raise" else WorkerFailure(self._reason(result))
+
+  @property
+  def step_limit(self) -> int:
+    """The environment's step limit (`TextEnv.step_limit`), asked once per episode."""
+    if self._step_limit is None:
+      self._step_limit = int(self._call("step_limit", None, self.timeout_s))
+    return self._step_limit
+
+  def reset(self, seed: int | None = None) -> Observation:
+    """Resets the environment and returns the first observation."""
+    self.reset_async(seed)
+    return self.wait()
+
+  def step(self, action: str) -> tuple[Observation, float, bool, dict[str, Any]]:
+    """Steps the environment."""
+    self.step_async(action)
+    return self.wait()
+
+  def close(self) -> None:
+    raise NotImplementedError
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+class EnvWorker(RemoteEnv):
   """A `TextEnv` whose environment lives in its own subprocess.
 
   Attributes:
@@ -229,70 +326,6 @@ class EnvWorker:
       return "failed", f"worker process died ({type(e).__name__}, exit code "\
                        f"{self._process.exitcode if self._process else None})"
 
-  def reset_async(self, seed: int | None = None) -> None:
-    """Starts a `reset(seed)` in the worker; `wait()` returns its observation."""
-    self._step_limit = None
-    self._send("reset", seed)
-
-  def step_async(self, action: str) -> None:
-    """Starts a `step(action)` in the worker; `wait()` returns its `(obs, reward, done, info)`."""
-    self._send("step", action)
-
-  def wait(self):
-    """The result of the call in flight (see the module docstring for failures)."""
-    if self._pending is None:
-      raise RuntimeError("nothing in flight; call reset_async or step_async first")
-    method, argument = self._pending
-    status, result = self._receive(self.reset_timeout_s if method == "reset" else self.timeout_s)
-    self._pending = None
-    if status == "raise":
-      raise result
-    if status == "ok":
-      if method == "reset":
-        self._last_obs = result
-      else:
-        self._last_obs = result[0]
-      return result
-    self._restart(result)
-    if method == "reset":
-      return self._retry_reset(argument, result)
-    info = {"success": False, "truncated": True, "worker_restarted": True, "error": result}
-    return self._last_obs, 0.0, True, info
-
-  def _retry_reset(self, seed: int | None, first_error: str) -> Observation:
-    self._send("reset", seed)
-    status, result = self._receive(self.reset_timeout_s)
-    self._pending = None
-    if status == "ok":
-      self._last_obs = result
-      return result
-    if status == "raise":
-      raise result
-    self._restart(result)
-    raise WorkerFailure(f"reset failed twice: {first_error}; then {result}")
-
-  @property
-  def step_limit(self) -> int:
-    """The worker's environment's step limit (`TextEnv.step_limit`), asked once per episode."""
-    if self._step_limit is None:
-      self._send("step_limit", None)
-      status, result = self._receive(self.timeout_s)
-      self._pending = None
-      if status != "ok":
-        raise result if status == "raise" else WorkerFailure(result)
-      self._step_limit = int(result)
-    return self._step_limit
-
-  def reset(self, seed: int | None = None) -> Observation:
-    """Resets the environment in the worker and returns the first observation."""
-    self.reset_async(seed)
-    return self.wait()
-
-  def step(self, action: str) -> tuple[Observation, float, bool, dict[str, Any]]:
-    """Steps the environment in the worker."""
-    self.step_async(action)
-    return self.wait()
-
   def close(self) -> None:
     """Closes the environment and ends the worker process and its descendants. Idempotent."""
     if self._process is None:
@@ -306,8 +339,37 @@ class EnvWorker:
     self._kill()
     _LIVE_WORKERS.discard(self)
 
-  def __enter__(self) -> "EnvWorker":
-    return self
 
-  def __exit__(self, *exc_info) -> None:
-    self.close()
+
+BACKENDS = ("local", "process", "ray")
+
+
+def env_factory(backend: str = "local", ray_address: str = "", timeout_s: float = 60.0,
+                ray_num_cpus: float | None = None) -> Callable[..., TextEnv]:
+  """`make(env_id, **kwargs) -> TextEnv` for environments of one backend.
+
+  Args:
+    backend: `local` (`envs.make`, in this process), `process` (each environment in an
+      `EnvWorker` subprocess) or `ray` (each in a Ray actor, `envs.ray_workers.RayEnvWorker`).
+    ray_address: with `ray`, the cluster to join ("": a local Ray with this machine's CPUs).
+    timeout_s: with a worker backend, the longest a step may take.
+    ray_num_cpus: with `ray`, CPUs each actor reserves (None: Ray's default for actors).
+
+  Raises:
+    ValueError: an unknown backend (names `envs.backend`).
+    ConnectionError: nothing answers at `ray_address`.
+  """
+  from londi_jax import envs  # pylint: disable=import-outside-toplevel
+
+  if backend == "local":
+    return envs.make
+  if backend == "process":
+    return lambda env_id, **kwargs: EnvWorker(functools.partial(envs.make, env_id, **kwargs),
+                                              timeout_s=timeout_s)
+  if backend == "ray":
+    from londi_jax.envs import ray_workers  # pylint: disable=import-outside-toplevel
+    ray_workers.connect(ray_address)
+    return lambda env_id, **kwargs: ray_workers.RayEnvWorker(
+        functools.partial(envs.make, env_id, **kwargs), timeout_s=timeout_s,
+        num_cpus=ray_num_cpus)
+  raise ValueError(f"envs.backend must be one of {BACKENDS}, got {backend!r}")

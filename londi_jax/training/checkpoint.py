@@ -24,8 +24,9 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 FORMAT_VERSION = 1
-# Fields that may change between runs on one workdir: they do not affect training.
-_UNCHECKED = ("eval",)
+# Fields that may change between runs on one workdir: they do not affect training (a run may
+# resume on other devices, processes or environment workers).
+_UNCHECKED = ("eval", "runtime", "envs")
 
 
 class CheckpointError(RuntimeError):
@@ -115,6 +116,10 @@ class CheckpointStore:
         meta=ocp.args.JsonSave(dict(meta, format_version=FORMAT_VERSION, step=step)))
     self.latest.save(step, args=args, force=True)
     if score is not None:
+      if jax.process_count() > 1:
+        # Orbax's multi-process saves synchronise on barriers named by step, which two
+        # managers saving one step at once would share.
+        self.latest.wait_until_finished()
       self.best.save(step, args=args, metrics={"score": float(score)}, force=True)
 
   def restore(self, abstract_state, which: str = "latest", step: int | None = None):

@@ -14,8 +14,10 @@ import os
 import time
 from typing import Any, Sequence
 
+import jax
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from londi_jax.policies.policy import Buckets, Policy, PolicyOutput
 from londi_jax.policies.checkpoint import load_pretrained
@@ -57,6 +59,23 @@ def load_policy_any(folder: str, **kwargs) -> Policy:
                 meta={"name": os.path.basename(folder), "prompt": {}}, **kwargs)
 
 
+class _PlacedAct:
+  """A policy's jitted `act(params, batch, temperature, key)` with the batch split over devices
+  (every leaf of a `TokenBatch` leads with the batch axis) and the rest replicated. The batch is
+  placed before the call because jit refuses to split host arrays itself when the process is
+  one of several."""
+
+  def __init__(self, act, rows: NamedSharding, replicated: NamedSharding):
+    self._rows = rows
+    self._jitted = jax.jit(act, in_shardings=(replicated, rows, replicated, replicated))
+
+  def __call__(self, params, batch, temperature, key):
+    return self._jitted(params, jax.device_put(batch, self._rows), temperature, key)
+
+  def _cache_size(self) -> int:  # `Policy.num_compilations` reads it
+    return self._jitted._cache_size()  # pylint: disable=protected-access
+
+
 @dataclasses.dataclass
 class Scored:
   """One batched policy call: the policy's output and the FLOPs of each row."""
@@ -74,12 +93,38 @@ class LMRunner:
     prompt_config: how this policy's prompts are written, as saved in its metadata (a mapping of
       its environment family's `PromptConfig` fields; `envs.prompt_history` reads it).
     name: `small` or `large`.
+    mesh: the devices its batches are split over (`shard`), or None: the policy's own device.
   """
 
-  def __init__(self, policy: Policy, name: str):
+  def __init__(self, policy: Policy, name: str, mesh: Mesh | None = None):
     self.policy = policy
     self.name = name
     self.prompt_config: dict[str, Any] = dict(policy.meta.get("prompt", {}))
+    self.mesh: Mesh | None = None
+    self._own_act = None  # the policy's own jitted scoring, once `shard` replaces it
+    if mesh is not None:
+      self.shard(mesh)
+
+  def shard(self, mesh: Mesh) -> None:
+    """Splits every scoring batch over `mesh`'s devices (data parallel over its flattened
+    axes), with the parameters replicated on each; idempotent.
+
+    The batch buckets are rounded up to multiples of the device count, so every device scores
+    the same number of rows and each bucket still compiles once. On one device nothing changes:
+    the policy keeps its own jitted scoring, buckets and parameters.
+    """
+    if mesh.size == 1 or mesh == self.mesh:
+      return
+    policy = self.policy
+    rows = NamedSharding(mesh, PartitionSpec(mesh.axis_names))  # [batch, ...] split
+    replicated = NamedSharding(mesh, PartitionSpec())
+    if self._own_act is None:
+      self._own_act = policy._act  # pylint: disable=protected-access
+    policy.params = jax.device_put(policy.params, replicated)
+    policy._act = _PlacedAct(self._own_act, rows, replicated)  # pylint: disable=protected-access
+    policy.buckets = dataclasses.replace(
+        policy.buckets, batch=multiples_of(policy.buckets.batch, mesh.size))
+    self.mesh = mesh
 
   @property
   def hidden_size(self) -> int:
@@ -92,8 +137,15 @@ class LMRunner:
     return Scored(out=out, row_flops=out.row_flops, wall_s=time.perf_counter() - start)
 
 
-def load_runners(config: ml_collections.ConfigDict) -> tuple[LMRunner, LMRunner]:
-  """The small and the large policy of `config.policies`."""
+def multiples_of(sizes: Sequence[int], n: int) -> tuple[int, ...]:
+  """`sizes` each rounded up to a multiple of `n`, without repeats, in increasing order."""
+  return tuple(sorted({-(-int(s) // n) * n for s in sizes}))
+
+
+def load_runners(config: ml_collections.ConfigDict,
+                 mesh: Mesh | None = None) -> tuple[LMRunner, LMRunner]:
+  """The small and the large policy of `config.policies`, their batches split over `mesh`'s
+  devices when given (`LMRunner.shard`)."""
   runners = []
   sizes = {"batch": tuple(int(b) for b in config.policies.batch_buckets),
            "prompt": tuple(int(b) for b in config.policies.prompt_buckets)}
@@ -101,7 +153,7 @@ def load_runners(config: ml_collections.ConfigDict) -> tuple[LMRunner, LMRunner]
   for name in ("small", "large"):
     policy = load_policy_any(policy_folder(config, name),
                              temperature=config.policies.temperature, **kwargs)
-    runners.append(LMRunner(policy, name))
+    runners.append(LMRunner(policy, name, mesh))
   return runners[0], runners[1]
 
 

@@ -25,6 +25,15 @@ kept apart from the algorithm's state.
 Checkpoints hold every member's state (replay included), the rows as seeds and actions, the
 pending transition and the averages, so a run interrupted and resumed replays exactly the same
 episodes and ends with the same metrics.
+
+Devices and processes (`runtime`, `londi_jax.runtime`, docs/scaling.md): the member state is
+split over the mesh's `members` axis and each LM batch over this process's devices. With several
+processes each steps its own block of rows (`Placement.row_block`: its small- and large-LM calls,
+actions and environments) and the per-row results every member step and record needs (`phi`,
+`t`, rewards, ends of episodes) are gathered, so every process holds the same host state; the
+primary process writes the metrics, and checkpoints are written by Orbax once for all. The
+environments of a row run in this process, in worker processes or in Ray actors
+(`envs.backend`), stepped together.
 """
 
 from __future__ import annotations
@@ -41,7 +50,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from londi_jax.envs.vector import call_all
+from londi_jax.envs.workers import BACKENDS, env_factory
 from londi_jax.policies.policy import PolicyOutput
+from londi_jax import runtime as runtime_lib
 from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.config import member_seeds_and_costs
 from londi_jax.training import evaluation as eval_lib
@@ -57,15 +69,22 @@ MEASURE_DECAY = 0.99  # of the exponential average of the greedy call rate
 PERIODIC_EVAL_SEED = 500_000  # periodic evaluations play `dev` seeds far from training's
 
 
-REWARDS = ("env", "success")
+REWARDS = ("env", "success", "score")
 
 
 def switcher_reward(kind: str, reward: float, done: bool, info: dict) -> float:
   """The reward the switcher learns from: the environment's own (`env`; BabyAI pays
-  `1 - 0.9 t / T` on success, so it also prices speed), or 1 on success and 0 otherwise
-  (`success`, the rate the reports measure). Evaluation always reports both."""
+  `1 - 0.9 t / T` on success, so it also prices speed), 1 on success and 0 otherwise (`success`,
+  the rate the reports measure), or the score's increment over the most an episode can score
+  (`score`: ScienceWorld's 0-100 score, so an episode's rewards sum to its final score in
+  [0, 1]). Evaluation always reports success and the environment's return."""
   if kind == "success":
     return float(done and bool(info.get("success")))
+  if kind == "score":
+    if "max_score" not in info:
+      raise ValueError("reward 'score' needs an environment whose step info has 'max_score' "
+                       "(ScienceWorld); use 'success' or 'env'")
+    return reward / float(info["max_score"])
   return reward
 
 
@@ -87,6 +106,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"{config.switcher.paired.continuation!r}")
   if config.policies.action not in ("sampled", "greedy"):
     raise ValueError(f"policies.action must be sampled or greedy, got {config.policies.action!r}")
+  if config.get("envs") is not None and config.envs.backend not in BACKENDS:
+    raise ValueError(f"envs.backend must be one of {BACKENDS}, got {config.envs.backend!r}")
+
+
+def make_env_fn(config: ml_collections.ConfigDict) -> Callable[[str], Any]:
+  """Builds a row's environments per `config.envs` (`backend`, `ray_address`, `timeout_s`);
+  in this process when the config has no `envs` block."""
+  cfg = config.get("envs")
+  if cfg is None:
+    return env_factory("local")
+  return env_factory(cfg.backend, ray_address=cfg.get("ray_address", ""),
+                     timeout_s=float(cfg.get("timeout_s", 60.0)))
 
 
 # -- the algorithm's host state ----------------------------------------------------------------
@@ -236,20 +267,31 @@ class Trainer:
                runners: tuple[LMRunner, LMRunner] | None = None,
                log: Callable[[str], None] | None = print):
     validate(config)
+    runtime_lib.initialize(config.get("runtime"))
     self.config = config
     self.workdir = os.path.abspath(workdir)
-    self.log = log or (lambda line: None)
-    self.small, self.large = runners or load_runners(config)
-    check_config(self.workdir, config)  # after the policies load, so a bad path can be fixed
     self.seeds, self.costs = member_seeds_and_costs(config)
     self.num_members, self.num_envs = len(self.costs), int(config.num_envs)
+    num_rows = self.num_members * self.num_envs
+    self.placement = runtime_lib.make_placement(config.get("runtime"), self.num_members)
+    self.local = self.placement.row_block(num_rows)  # the rows this process steps
+    if self.placement.process_count > 1 and config.switcher.target == "paired":
+      raise ValueError("switcher.target = 'paired' runs in one process; set "
+                       "runtime.distributed = False")
+    self.log = (log or (lambda line: None)) if self.placement.is_primary else (lambda line: None)
+    self.small, self.large = runners or load_runners(config, self.placement.lm_mesh)
+    for runner in (self.small, self.large):
+      runner.shard(self.placement.lm_mesh)
+    if self.placement.is_primary:  # after the policies load, so a bad path can be fixed
+      check_config(self.workdir, config)
+    self.placement.barrier("config checked")
     self.feature_dim = features_lib.feature_dim(config, self.small.hidden_size)
-    self.members, self.step_fn = make_members(config, self.feature_dim)
+    self.members, self.step_fn = make_members(config, self.feature_dim, self.placement)
     self.budget = int(config.switcher.budget)
     self.gamma = float(config.switcher.discount)
-    num_rows = self.num_members * self.num_envs
     self.rows = TrainRows(config.levels, num_rows, int(config.seed),
-                          {"small": self.small.prompt_config, "large": self.large.prompt_config})
+                          {"small": self.small.prompt_config, "large": self.large.prompt_config},
+                          make_env=make_env_fn(config))
     self.store = CheckpointStore(self.workdir, keep=int(config.keep_checkpoints))
     self.metrics = MetricsWriter(os.path.join(self.workdir, "metrics.jsonl"))
     self.step = 0
@@ -274,27 +316,47 @@ class Trainer:
             "member_seeds": self.seeds, "member_costs": self.costs,
             "policies": {"small": self.small.policy.meta, "large": self.large.policy.meta}}
 
+  def _rows_snapshot(self) -> dict:
+    """`TrainRows.snapshot` of every row, each from the process that steps it."""
+    parts = self.placement.gather_objects({
+        "episode_index": [self.rows.episode_index[r] for r in self.local],
+        "rows": [self.rows.rows[r].snapshot() for r in self.local]})
+    return {key: [x for part in parts for x in part[key]] for key in ("episode_index", "rows")}
+
+  def _restore_rows(self, snap: dict) -> None:
+    """`TrainRows.restore` of this process's rows (any process count wrote `snap`)."""
+    self.rows.episode_index = [int(k) for k in snap["episode_index"]]
+    for r in self.local:
+      self.rows.rows[r].replay(snap["rows"][r])
+
+  def _write(self, record: dict) -> None:
+    if self.placement.is_primary:
+      self.metrics.write(record)
+
   def _host(self) -> dict:
-    return {"step": self.step, "rows": self.rows.snapshot(),
+    return {"step": self.step, "rows": self._rows_snapshot(),
             "remaining": self.remaining.tolist(), **self.pending.to_host(),
             **self.averages.to_host(), **(self.pairs.to_host() if self.pairs else {})}
 
   def _restore_or_start(self) -> None:
     if self.store.latest_step() is None:
-      self.metrics.truncate(0)  # records of a run killed before its first checkpoint
-      self.rows.reset()
+      if self.placement.is_primary:
+        self.metrics.truncate(0)  # records of a run killed before its first checkpoint
+      for r in self.local:
+        self.rows.start(r)
       return
     abstract = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self.members)
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), self.members)
     self.members, host, _ = self.store.restore(abstract)
     self.step = int(host["step"])
-    self.rows.restore(host["rows"])
+    self._restore_rows(host["rows"])
     self.remaining = np.asarray(host["remaining"], np.int64)
     self.pending = Pending.from_host(host)
     self.averages = CallAverages.from_host(host)
     if self.pairs:
       self.pairs.from_host(host)
-    self.metrics.truncate(self.step)
+    if self.placement.is_primary:
+      self.metrics.truncate(self.step)
     self.log(f"resumed from step {self.step} of {self.config.train_steps}")
 
   # -- one acting step -------------------------------------------------------------------------
@@ -302,7 +364,7 @@ class Trainer:
   def act(self) -> None:
     """One acting step on every row: the five stages of the module docstring."""
     with self.timings.wall("total"):
-      rows = self.rows.rows
+      rows = [self.rows.rows[r] for r in self.local]  # this process's
       cands = [row.obs.valid_actions for row in rows]
       small = self._score_small(rows, cands)
       history = features_lib.history_view(self.config, self.small, rows, cands)
@@ -311,14 +373,15 @@ class Trainer:
       phi = features_lib.build_features(self.config, small.out,
                                         np.array([row.time_fraction for row in rows]),
                                         None if history is None else history.out)
-      g, greedy = self._member_step(rows, phi)
-      if self.pairs:
+      g, greedy = self._member_step(rows, phi)  # [R] every row's
+      if self.pairs:  # one process: `rows` and `phi` are every row's
         self.pairs.collect(self.step, rows, phi, self.remaining)
-      called = np.flatnonzero(g)
+      g_local = g[self.local.start:self.local.stop]
+      called = np.flatnonzero(g_local)
       large = self._score_large(rows, cands, called)
       actions = self._choose_actions(rows, cands, small, large, called)
       with self.timings.wall("envs"):
-        self.pending, finished = self._step_envs(rows, cands, actions, g)
+        self.pending, finished = self._step_envs(rows, cands, actions, g_local)
       self.remaining = budget_lib.spend(self.remaining, g, self.budget)
       self.remaining[np.array([e.row for e in finished], np.int64)] = self.budget
       self._account(g, greedy, finished)
@@ -334,16 +397,18 @@ class Trainer:
     return small
 
   def _member_step(self, rows: Sequence[Row], phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stage 2: every member's step on `phi(s)` `[R, F]`, `z`, `t` and the pending transition;
-    returns the executed and the greedy switches, `[R]` each."""
+    """Stage 2: every member's step on `phi(s)` `[R, F]` (this process's rows' gathered with
+    the others'), `z`, `t` and the pending transition; returns the executed and the greedy
+    switches of every row, `[R]` each."""
     m, b = self.num_members, self.num_envs
-    t = np.array([row.t for row in rows], np.int32)
+    phi = self.placement.gather_rows(phi)
+    t = self.placement.gather_rows(np.array([row.t for row in rows], np.int32))
     with self.timings.wall("update"):
-      self.members, g, greedy, metrics = self.step_fn(
-          self.members, phi.reshape(m, b, -1), self.remaining.reshape(m, b).astype(np.int32),
-          t.reshape(m, b), self.pending.reward.reshape(m, b),
-          self.pending.discount.reshape(m, b),
-          self.averages.measured(self.config.switcher.lagrangian.measure))
+      inputs = self.placement.put((
+          phi.reshape(m, b, -1), self.remaining.reshape(m, b).astype(np.int32), t.reshape(m, b),
+          self.pending.reward.reshape(m, b), self.pending.discount.reshape(m, b),
+          self.averages.measured(self.config.switcher.lagrangian.measure)))
+      self.members, g, greedy, metrics = self.step_fn(self.members, *inputs)
       g, greedy = np.asarray(g).reshape(-1), np.asarray(greedy).reshape(-1)  # [R]
     if self.step % int(self.config.switcher.train_every) == 0:
       self._train_metrics = metrics  # a step that could update: the one a record reports
@@ -373,21 +438,28 @@ class Trainer:
 
   def _step_envs(self, rows: Sequence[Row], cands: Sequence[Sequence[str]], actions: np.ndarray,
                  g: np.ndarray) -> tuple[Pending, list[Episode]]:
-    """Stage 5: every row takes its action; finished episodes restart. Returns the pending
-    transition and the episodes that ended."""
-    reward = np.zeros(len(rows), np.float32)
-    discount = np.zeros(len(rows), np.float32)
-    finished = []
+    """Stage 5: this process's rows take their actions (worker environments all at once);
+    finished episodes restart. Returns every row's pending transition and the episodes that
+    ended on any row."""
+    chosen = [cands[i][actions[i]] for i in range(len(rows))]
+    results = call_all([row.env for row in rows], "step", chosen)
+    # [R_local, 6]: reward, discount, done, success, episode return, length; calls separately
+    out = np.zeros((len(rows), 6), np.float64)
+    calls = np.zeros(len(rows), np.int64)
     for i, row in enumerate(rows):
-      r, done, info = row.step(cands[i][actions[i]], int(g[i]))
-      reward[i] = switcher_reward(self.config.reward, r, done, info)
-      discount[i] = 0.0 if done else self.gamma
+      r, done, info = row.step(chosen[i], int(g[i]), result=results[i])
+      out[i, :3] = (switcher_reward(self.config.reward, r, done, info),
+                    0.0 if done else self.gamma, done)
       if done:
-        finished.append(Episode(row=i, member=i // self.num_envs, success=bool(info["success"]),
-                                episode_return=row.episode_return, length=row.t,
-                                calls=row.calls))
-        self.rows.next_episode(i)
-    return Pending(reward, discount), finished
+        out[i, 3:] = (bool(info["success"]), row.episode_return, row.t)
+        calls[i] = row.calls
+        self.rows.next_episode(self.local[i])
+    out, calls = self.placement.gather_rows(out), self.placement.gather_rows(calls)
+    finished = [Episode(row=i, member=i // self.num_envs, success=bool(out[i, 3]),
+                        episode_return=float(out[i, 4]), length=int(out[i, 5]),
+                        calls=int(calls[i]))
+                for i in np.flatnonzero(out[:, 2])]
+    return Pending(out[:, 0].astype(np.float32), out[:, 1].astype(np.float32)), finished
 
   def _account(self, g: np.ndarray, greedy: np.ndarray, finished: Sequence[Episode]) -> None:
     """Folds the step into the call averages and the reported window."""
@@ -402,7 +474,7 @@ class Trainer:
   # -- logging, evaluation, checkpoints ------------------------------------------------------
 
   def _record(self) -> dict:
-    train = jax.device_get(self._train_metrics)
+    train = self.placement.fetch(self._train_metrics)
     members = []
     for k in range(self.num_members):
       members.append({
@@ -431,14 +503,17 @@ class Trainer:
     cfg = self.config
     num_envs = min(int(cfg.eval.num_envs), episodes)
     londi = eval_lib.make_londi_rule_builder(cfg, num_envs)
-    params = jax.device_get(self.members.learner.q_params)
+    params = self.placement.fetch(self.members.learner.q_params)
     out = []
-    for k in range(self.num_members):
-      q = jax.tree_util.tree_map(lambda x: jnp.asarray(x[k]), params)
+    # With several processes each evaluates a block of the members.
+    mine = np.array_split(np.arange(self.num_members), self.placement.process_count)[
+        self.placement.process_index]
+    for k in mine:
+      q = jax.tree_util.tree_map(lambda x, k=k: jnp.asarray(x[k]), params)
       out.append(eval_lib.run_method(londi(q), self.small, self.large, cfg, episodes=episodes,
                                      seed=seed, num_envs=num_envs, split=split,
                                      budget=self.budget))
-    return out
+    return [r for part in self.placement.gather_objects(out) for r in part]
 
   def _periodic_eval(self) -> float:
     results = self.evaluate_members(int(self.config.eval_episodes),
@@ -448,7 +523,7 @@ class Trainer:
          "large_call_fraction": r["large_call_fraction"],
          "calls_per_episode": r["large_calls"] / r["num_episodes"]}
         for c, r in zip(self.costs, results)]}
-    self.metrics.write(record)
+    self._write(record)
     # The switcher's own objective, its reward minus the price of its calls, averaged over members.
     gain = "success_rate" if self.config.reward == "success" else "mean_return"
     score = float(np.mean([m[gain] - m["cost"] * m["calls_per_episode"]
@@ -485,7 +560,7 @@ class Trainer:
       self.act()
       if self.step % cfg.log_every == 0 or self.step == total:
         rec = self._record()
-        self.metrics.write(rec)
+        self._write(rec)
         self.log(self._progress(rec))
         self.window = Window(self.num_members)
         score = None

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import struct
 
+from londi_jax.runtime.mesh import Placement
 from londi_jax.switching.replay import ReplayState, replay_add, replay_init
 from londi_jax.switching import budget as budget_lib
 from londi_jax.switching.acting import (epsilon_greedy_switch, greedy_under_budget,
@@ -117,13 +118,27 @@ def make_member_fns(config: ml_collections.ConfigDict, feature_dim: int):
   return init, step
 
 
-def make_members(config: ml_collections.ConfigDict, feature_dim: int):
+def make_members(config: ml_collections.ConfigDict, feature_dim: int,
+                 placement: Placement | None = None):
   """Builds `(members, step)`: the initial state of every member, stacked on a leading axis,
-  and the jitted, member-`vmap`ped step that donates the state it replaces."""
+  and the jitted, member-`vmap`ped step that donates the state it replaces.
+
+  With a `placement` the state is split over its mesh's `members` axis (each device holds and
+  trains its own members, replay included), the step takes its `[M, ...]` inputs split the same
+  way (`placement.put`) and returns the switches and metrics replicated, so every process reads
+  all of them. Without one, everything stays on the default device.
+  """
   init, step = make_member_fns(config, feature_dim)
   seeds, costs = member_seeds_and_costs(config)
   members = jax.jit(jax.vmap(init))(jnp.asarray(seeds, jnp.int32), jnp.asarray(costs, jnp.float32))
-  return members, jax.jit(jax.vmap(step, axis_name=MEMBER_AXIS), donate_argnums=0)
+  vstep = jax.vmap(step, axis_name=MEMBER_AXIS)
+  if placement is None:
+    return members, jax.jit(vstep, donate_argnums=0)
+  split, replicated = placement.members, placement.replicated
+  # Every process computed the same initial state; each keeps the members of its devices.
+  members = placement.put(members, split)
+  return members, jax.jit(vstep, donate_argnums=0, in_shardings=(split,) * 7,
+                          out_shardings=(split, replicated, replicated, replicated))
 
 
 

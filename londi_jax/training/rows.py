@@ -9,7 +9,7 @@ prompt histories by playing the actions again (the environments are deterministi
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from londi_jax import envs
 from londi_jax.envs.base import PromptHistory
@@ -22,9 +22,13 @@ class Row:
   Args:
     prompt_configs: per policy name, its prompt config (a saved mapping of the family's
       `PromptConfig` fields, or the family's `PromptConfig`; see `envs.prompt_history`).
+    make_env: builds the environment of an id (default `envs.make`, in this process; see
+      `envs.workers.env_factory` for worker processes and Ray actors).
   """
 
-  def __init__(self, prompt_configs: Mapping[str, Any]):
+  def __init__(self, prompt_configs: Mapping[str, Any],
+               make_env: Callable[[str], Any] = envs.make):
+    self._make_env = make_env
     self._envs: dict[str, Any] = {}
     self._prompt_configs = dict(prompt_configs)
     self.histories: dict[str, PromptHistory] = {}
@@ -34,20 +38,21 @@ class Row:
     self.seed = -1
     self.t = 0
     self.actions: list[str] = []
+    self.rewards: list[float] = []
     self.episode_return = 0.0
     self.calls = 0
 
   def start(self, env_id: str, seed: int) -> None:
     """Resets to a new episode of `env_id` with reset seed `seed`."""
     if env_id not in self._envs:
-      self._envs[env_id] = envs.make(env_id)
+      self._envs[env_id] = self._make_env(env_id)
     self.env, self.env_id, self.seed = self._envs[env_id], env_id, int(seed)
     self.obs = self.env.reset(seed=self.seed)
     self.histories = {name: envs.prompt_history(env_id, c)
                       for name, c in self._prompt_configs.items()}
     for h in self.histories.values():
       h.reset(self.obs)
-    self.t, self.actions, self.episode_return, self.calls = 0, [], 0.0, 0
+    self.t, self.actions, self.rewards, self.episode_return, self.calls = 0, [], [], 0.0, 0
 
   def prompt(self, name: str) -> str:
     """The prompt of policy `name` for the next action."""
@@ -58,14 +63,20 @@ class Row:
     """`t / T`: the step in the episode over the episode's step limit."""
     return self.t / self.env.step_limit
 
-  def step(self, action: str, switch: int = 0) -> tuple[float, bool, dict[str, Any]]:
-    """Takes `action` (`switch` says whether the large LM chose it); returns `(r, done, info)`."""
-    obs, reward, done, info = self.env.step(action)
+  def step(self, action: str, switch: int = 0, result: tuple | None = None
+           ) -> tuple[float, bool, dict[str, Any]]:
+    """Takes `action` (`switch` says whether the large LM chose it); returns `(r, done, info)`.
+
+    `result` is the environment's `(obs, reward, done, info)` for `action` when the caller has
+    already stepped it (a batch of workers stepped together, `envs.vector.call_all`).
+    """
+    obs, reward, done, info = self.env.step(action) if result is None else result
     for h in self.histories.values():
       h.record(action, obs, reward)
     self.obs = obs
     self.t += 1
     self.actions.append(action)
+    self.rewards.append(float(reward))
     self.episode_return += float(reward)
     self.calls += int(switch)
     return float(reward), bool(done), info
@@ -95,11 +106,12 @@ class TrainRows:
   `levels[r % len(levels)]` with reset seed `episode_seed(seed, r + R * k, split)`."""
 
   def __init__(self, levels: Sequence[str], num_rows: int, seed: int,
-               prompt_configs: Mapping[str, Any], split: str = "dev"):
+               prompt_configs: Mapping[str, Any], split: str = "dev",
+               make_env: Callable[[str], Any] = envs.make):
     self.levels = tuple(levels)
     self.seed = seed
     self.split = split
-    self.rows = [Row(prompt_configs) for _ in range(num_rows)]
+    self.rows = [Row(prompt_configs, make_env) for _ in range(num_rows)]
     self.episode_index = [0] * num_rows
 
   def __len__(self) -> int:
