@@ -1,7 +1,7 @@
 """Sweeps of LONDI (`launch.sweep`): costs x training seeds for each variant of the switcher.
 
     python -m launch.sweep --config configs/sweep.py --workdir DIR
-    python -m launch.sweep --config configs/sweep.py:cpu --workdir DIR     # about an hour, 2 cores
+    python -m launch.sweep --config configs/sweep.py:cpu --workdir DIR     # ~4 hours, 2 cores
     python -m launch.sweep --config configs/sweep.py:smoke --workdir DIR
 
 Each variant is one training run (`DIR/<variant>/`) whose members are every cost times
@@ -22,7 +22,6 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   c.base.eval.episodes = 1000
   c.base.eval_every = 0  # the latest checkpoint is evaluated
   c.base.keep_checkpoints = 1
-  c.base.switcher.paired.pairs_per_step = 2
   c.costs = (0.002, 0.005, 0.01)
   c.seeds = 3  # training seeds per cost (members seed, seed + 1, ...)
   c.variants = ml_collections.ConfigDict()
@@ -30,13 +29,17 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   c.variants.paired_history = "switcher.target=paired; features.history=True"
   c.variants.td = "switcher.target=td"
   if preset == "cpu":
-    # What two CPU cores finish in about an hour: paired targets at one cost, three seeds,
-    # replay sized to keep the committed checkpoints small (every pair played fits).
-    c.base.train_steps = 1500
-    c.base.switcher.replay_capacity = 10_000
-    c.base.switcher.min_replay = 256
+    # results/babyai_text: one cost, three seeds, and what each part buys: td beside paired,
+    # the history view, twice the branch pairs (every decision point). `paired` is evaluated
+    # against every baseline, the ablations against those that decide the issue's targets.
     c.costs = (0.005,)
-    c.variants = ml_collections.ConfigDict({"paired": "switcher.target=paired"})
+    ablation = "; eval.baselines=('random_held', 'schedule')"
+    c.variants = ml_collections.ConfigDict({
+        "paired": "switcher.target=paired",
+        "td": "switcher.target=td" + ablation,
+        "paired_history": "switcher.target=paired; features.history=True" + ablation,
+        "paired_more_pairs": "switcher.target=paired; switcher.paired.pairs_per_step=4; "
+                             "switcher.replay_capacity=20000" + ablation})
   elif preset == "smoke":
     c.base.pretrain.enabled = True
     c.base.pretrain.preset = "smoke"

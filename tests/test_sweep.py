@@ -13,11 +13,11 @@ from londi_jax.training.fakes import make_tiny_policies
 
 def test_overrides_take_the_type_of_the_field_they_replace():
   base = sweep_config.get_config().base
-  c = sweep.apply_overrides(base, "switcher.target=paired; switcher.hold=4; "
+  c = sweep.apply_overrides(base, "switcher.target=td; switcher.hold=4; "
                                   "features.time=False; switcher.hidden_sizes=(8, 8); cost=0.5")
-  assert (c.switcher.target, c.switcher.hold, c.features.time) == ("paired", 4, False)
+  assert (c.switcher.target, c.switcher.hold, c.features.time) == ("td", 4, False)
   assert c.switcher.hidden_sizes == (8, 8) and c.cost == 0.5
-  assert base.switcher.target == "td"  # the base is not changed
+  assert base.switcher.target == "paired"  # the base is not changed
   with pytest.raises(KeyError, match="switcher.holdd"):
     sweep.apply_overrides(base, "switcher.holdd=4")
 
@@ -29,20 +29,28 @@ def test_members_are_every_cost_times_every_seed():
   assert config.member_costs == (0.1, 0.1, 0.1, 0.2, 0.2, 0.2)
 
 
-def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path):
+def _tiny_sweep(tmp_path, steps: int):
+  """The smoke sweep over tiny untrained policies, `steps` acting steps per run."""
   s = sweep_config.get_config("smoke")
   s.base.pretrain.enabled = False
   s.base.policies.dir = make_tiny_policies(str(tmp_path / "policies"))
-  s.base.train_steps = 8
+  s.base.train_steps = steps
   s.base.log_every = 4
-  s.base.checkpoint_every = 8
+  s.base.checkpoint_every = steps
   s.base.eval_every = 0
+  return s
+
+
+def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path):
+  s = _tiny_sweep(tmp_path, 8)
   s.base.eval.episodes = 4
   s.base.eval.dev_episodes = 4
   s.costs, s.seeds = (-0.5, 0.5), 2
-  s.variants = {"td": "switcher.target=td"}
+  s.variants = {"td": "switcher.target=td",
+                "td_few": "switcher.target=td; seed=7; eval.baselines=('random_held',)"}
   out = str(tmp_path / "sweep")
-  summary = sweep.run_sweep(s, out, log=None)
+  lines = []
+  summary = sweep.run_sweep(s, out, log=lines.append)
   with open(os.path.join(out, "sweep.json")) as f:
     assert json.load(f) == json.loads(json.dumps(summary))
   assert os.path.exists(os.path.join(out, "report.md"))
@@ -64,7 +72,25 @@ def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path):
     d = np.mean(diffs, axis=0)
     assert entry["vs_random_held"]["mean"] == pytest.approx(d.mean())
     assert entry["vs_random_held"]["seed_means"] == pytest.approx(np.mean(diffs, axis=1))
+  # A later variant (another training seed) copies the references (same policies and episodes)
+  # instead of playing them, and plays only the baselines it names.
+  assert sum("copied from the reference evaluation" in line for line in lines) == 3
+  with open(os.path.join(out, "td_few", "eval.json")) as f:
+    few = json.load(f)["methods"]
+  for name in ("small_only", "large_only", "disagreement"):
+    assert few[name] == methods[name]
+  assert sorted(n.rsplit("_c", 1)[0] for n in few) == sorted(
+      ["small_only", "large_only", "disagreement"] + ["londi", "random_held"] * 4)
+  assert summary["variants"]["td_few"]["-0.5"].keys() >= {"vs_random_held", "vs_large_only"}
+  assert "vs_schedule" not in summary["variants"]["td_few"]["-0.5"]
   # A rerun keeps the finished training and evaluation.
   mtime = os.path.getmtime(os.path.join(out, "td", "eval.json"))
   assert sweep.run_sweep(s, out, log=None) == summary
   assert os.path.getmtime(os.path.join(out, "td", "eval.json")) == mtime
+
+
+def test_an_unknown_baseline_is_named(tmp_path):
+  s = _tiny_sweep(tmp_path, 4)
+  s.variants = {"td": "switcher.target=td; eval.baselines=('random_held', 'coin')"}
+  with pytest.raises(ValueError, match="coin"):
+    sweep.run_sweep(s, str(tmp_path / "sweep"), log=None)

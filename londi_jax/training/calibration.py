@@ -5,7 +5,8 @@ the large LM on the fraction of steps LONDI calls on; the test episodes then mea
 are. Both calibrations start from the small-only dev episodes (their max probabilities, their
 lengths) and take `rounds` fixed-point steps: each plays the current rule on the dev episodes and
 re-fits to the states (or lengths) that rule itself produced, keeping the setting whose dev rate
-came closest. A schedule's kind (`after` or `first`) is the one with the higher dev success.
+came closest. A schedule's kind (`after` or `first`) is the one with the higher dev success. The
+SwiftSage-style trigger takes the setting of its grid whose dev rate comes closest.
 """
 
 from __future__ import annotations
@@ -69,6 +70,20 @@ class DevCalibrator:
         lengths = _lengths(r)
       fitted.append(best)
     return max(fitted, key=lambda f: f[2]["success_rate"])
+
+
+  def trigger(self, rate: float, patiences, durations) -> tuple[int, int, dict]:
+    """The trigger rule's `(patience, duration)` from the grid whose dev call rate is closest to
+    `rate` (the higher dev success among equally close ones), and its dev result."""
+    best = None
+    for patience in patiences:
+      for duration in durations:
+        r = self.run(("trigger", patience, duration),
+                     ev.trigger_rule(int(patience), int(duration)))
+        key = (abs(r["large_call_fraction"] - rate), -r["success_rate"])
+        if best is None or key < best[0]:
+          best = (key, int(patience), int(duration), r)
+    return best[1:]
 
 
 def dev_summary(result: dict) -> dict:

@@ -12,6 +12,11 @@ a hard budget `n`):
   (on dev) of "large from step k on" and "large for the first k steps", both calibrated to the
   switcher's rate on dev episodes (`training.calibration`), never on the test episodes.
 
+- `trigger_c<c>` (when `eval.baselines` names it): the SwiftSage-style trigger rule, its
+  patience and duration chosen from the grid `eval.trigger` on dev episodes to match the rate.
+
+`eval.baselines` names which rate-matched baselines are played (by default all but the trigger).
+
 Under a hard budget every method is held to it, except small-only, large-only and the
 disagreement reference. `compute_relative_to_large` is a method's total FLOPs over the episodes
 divided by large-only's. `--seed S` plays test episodes `S * EVAL_SEED_STRIDE + k`, so different
@@ -70,10 +75,14 @@ def method_label(prefix: str, cost: float, budget: int, member: int | None = Non
   return label if member is None else f"{label}_m{member}"
 
 
+MEMBER_BASELINES = ("random", "random_held", "confidence", "schedule", "trigger")
+
+
 def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = None,
                  which: str | None = None, runners=None,
                  log: Callable[[str], None] = print,
-                 progress: Callable[[str, int], Any] | None = None) -> dict:
+                 progress: Callable[[str, int], Any] | None = None,
+                 references: dict[str, dict] | None = None) -> dict:
   """Evaluates the run in `workdir` and writes `DIR/eval.json`; returns what it writes.
 
   Args:
@@ -83,12 +92,19 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
     log: prints a line per method and the table.
     progress: `progress(method_name, episodes)` opens a progress bar for one method's episodes
       (an object with `update(n)` and `close()`, e.g. `tqdm.tqdm`); None shows none.
+    references: `eval.json` entries of `small_only`, `large_only` and `disagreement` from an
+      evaluation of the same policies on the same episodes (a sweep's earlier variant); they are
+      copied instead of played again.
   """
   workdir = os.path.abspath(workdir)
   config = load_config(workdir)
   episodes = int(config.eval.episodes if episodes is None else episodes)
   seed = int(config.eval.seed if seed is None else seed)
   which = which or config.eval.checkpoint
+  baselines = tuple(config.eval.get("baselines", MEMBER_BASELINES[:4]))
+  unknown = sorted(set(baselines) - set(MEMBER_BASELINES))
+  if unknown:
+    raise ValueError(f"unknown eval.baselines {unknown}; known: {list(MEMBER_BASELINES)}")
   small, large = runners or load_runners(config)
   feature_dim = features_lib.feature_dim(config, small.hidden_size)
   members, step = restore_members(config, workdir, feature_dim, which)
@@ -123,9 +139,12 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
       lambda m: play(m, "dev", int(config.eval.get("dev_episodes", 200)),
                      int(config.seed) + DEV_CALIBRATION_SEED),
       rounds=int(config.eval.calibration_rounds))
-  run(ev.small_only())
-  run(ev.large_only())
-  run(ev.disagreement())
+  for method in (ev.small_only(), ev.large_only(), ev.disagreement()):
+    if references and method.name in references:
+      results[method.name] = dict(references[method.name])
+      log(f"  {method.name:<24s} copied from the reference evaluation")
+    else:
+      run(method)
   londi = ev.make_londi_rule_builder(config, num_envs)
   params = jax.device_get(members.learner.q_params)
   for k, cost in enumerate(costs):
@@ -134,16 +153,27 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
     label = functools.partial(method_label, cost=cost, budget=budget,
                               member=k if costs.count(cost) > 1 else None)
     rate = run(londi(q, label("londi"), **info))["large_call_fraction"]
-    run(ev.random_at_rate(rate, seed, label("random"), **info))
-    run(ev.random_held(rate, seed, hold, label("random_held"), **info))
-    threshold, calib = dev.confidence(rate)
-    run(ev.confidence_threshold(threshold, label("confidence"), **info,
-                                calibration=dev_summary(calib)),
-        f" (threshold {threshold:.4f}; dev calls {calib['large_call_fraction']:.3f})")
-    kind, at, calib = dev.schedule(rate)
-    run(ev.schedule(kind, at, label("schedule"), **info,
-                    calibration=dev_summary(calib)),
-        f" ({kind} {at}; dev calls {calib['large_call_fraction']:.3f})")
+    if "random" in baselines:
+      run(ev.random_at_rate(rate, seed, label("random"), **info))
+    if "random_held" in baselines:
+      run(ev.random_held(rate, seed, hold, label("random_held"), **info))
+    if "confidence" in baselines:
+      threshold, calib = dev.confidence(rate)
+      run(ev.confidence_threshold(threshold, label("confidence"), **info,
+                                  calibration=dev_summary(calib)),
+          f" (threshold {threshold:.4f}; dev calls {calib['large_call_fraction']:.3f})")
+    if "schedule" in baselines:
+      kind, at, calib = dev.schedule(rate)
+      run(ev.schedule(kind, at, label("schedule"), **info,
+                      calibration=dev_summary(calib)),
+          f" ({kind} {at}; dev calls {calib['large_call_fraction']:.3f})")
+    if "trigger" in baselines:
+      grid = config.eval.trigger
+      patience, duration, calib = dev.trigger(rate, grid.patience, grid.duration)
+      run(ev.trigger_rule(patience, duration, label("trigger"), **info,
+                          calibration=dev_summary(calib)),
+          f" (patience {patience}, duration {duration}; dev calls "
+          f"{calib['large_call_fraction']:.3f})")
 
   large_flops = results["large_only"]["flops"]
   out = {

@@ -46,6 +46,7 @@ class View:
     episode_seeds, t: `[n]` reset seed of each row's episode and its step.
     small_actions, large_actions: `[n]` the candidate each policy would take (large only for
       rules with `needs_large_everywhere`).
+    rows: the rows themselves (their observation, actions and rewards so far).
   """
 
   small: Any
@@ -55,6 +56,7 @@ class View:
   t: np.ndarray
   small_actions: np.ndarray
   large_actions: np.ndarray | None
+  rows: Sequence[Row] = ()
 
 
 @dataclasses.dataclass
@@ -213,7 +215,7 @@ def method_act(method: Method, small: LMRunner, large: LMRunner, config, budget:
     remaining[slots] = np.where(batch.t == 0, budget, remaining[slots])  # a new episode: z = n
     view = View(small=None, phi=None, remaining=remaining[slots].copy(),
                 episode_seeds=batch.episode_seeds, t=batch.t, small_actions=None,
-                large_actions=None)
+                large_actions=None, rows=rows)
     allowed = np.asarray(budget_lib.allowed_switches(view.remaining, budget))[:, 1]
     large_scored = None
     if method.small_everywhere:
@@ -345,6 +347,49 @@ def schedule_k(kind: str, lengths: np.ndarray, rate: float) -> int:
   return int(ks[np.argmin(np.abs(calls / lengths.sum() - rate))])
 
 
+REJECTED = ("No known action matches that input",)  # ScienceWorld's answer to a rejected action
+FOCUS = "focus on"
+
+
+def trigger_rule(patience: int, duration: int, name: str = "trigger", **info) -> Method:
+  """A SwiftSage-style trigger (Lin et al. 2023, "SwiftSage: a generative agent with fast and slow
+  thinking"): the large LM takes over for `duration` steps of the episode when
+
+  - the score has not risen on the last `patience` steps,
+  - the environment rejected the last action (its answer starts with one of `REJECTED`), or
+  - the small LM proposes the episode's first `focus on` action (ScienceWorld ends a task that
+    focuses on the wrong object),
+
+  and the small LM acts otherwise. A takeover that ends while a trigger still holds starts again.
+  The rule reads each row's rewards and observation, and the small LM's proposal."""
+  if patience < 1 or duration < 1:
+    raise ValueError(f"the trigger needs patience >= 1 and duration >= 1, got {patience}, "
+                     f"{duration}")
+  until: dict[int, int] = {}  # episode seed -> the step at which its takeover ends
+
+  def triggered(row: Row, proposal: str) -> bool:
+    stalled = len(row.rewards) >= patience and max(row.rewards[-patience:]) <= 0
+    answer = str(row.obs.extra.get("observation", ""))
+    rejected = bool(row.actions) and answer.startswith(REJECTED)
+    first_focus = proposal.startswith(FOCUS) and not any(a.startswith(FOCUS)
+                                                         for a in row.actions)
+    return stalled or rejected or first_focus
+
+  def rule(v: View):
+    g = np.zeros(len(v.t), np.int64)
+    for j, (row, seed, t) in enumerate(zip(v.rows, v.episode_seeds.tolist(), v.t.tolist())):
+      if t == 0:
+        until.pop(seed, None)
+      if t >= until.get(seed, 0):
+        if not triggered(row, row.obs.valid_actions[int(v.small_actions[j])]):
+          continue
+        until[seed] = t + duration
+      g[j] = 1
+    return g
+
+  return Method(name, rule, info=dict(info, patience=patience, duration=duration))
+
+
 def confidence_threshold(threshold: float, name: str = "confidence", **info) -> Method:
   """Calls the large LM when the small LM's max probability is below `threshold`."""
   return Method(name, lambda v: (v.small.max_prob < threshold).astype(np.int64),
@@ -365,7 +410,8 @@ def summary_fields(result: dict, large_flops: float) -> dict:
   keys = ("success_rate", "mean_return", "mean_length", "large_call_fraction",
           "max_large_calls_per_episode", "seconds_per_step", "device_seconds_per_step", "flops",
           "flops_by_model", "steps", "large_calls", "num_episodes", "cost", "member", "rate",
-          "threshold", "budget", "hold", "schedule", "k", "calibration", "reference_flops")
+          "threshold", "budget", "hold", "schedule", "k", "patience", "duration", "calibration",
+          "reference_flops")
   out = {k: result[k] for k in keys if k in result}
   out["compute_relative_to_large"] = result["flops"] / large_flops
   if "reference_flops" in result:

@@ -18,7 +18,7 @@ from londi_jax.training.evaluation import format_table  # noqa: E402
 
 PLOT_NAME = "cost_quality.png"
 # The baselines each switcher is compared with, by the prefix of their method names.
-BASELINES = ("large_only", "random", "random_held", "confidence", "schedule")
+BASELINES = ("large_only", "random", "random_held", "confidence", "schedule", "trigger")
 Z95 = 1.959964
 
 
@@ -26,6 +26,17 @@ def member_methods(methods: dict, prefix: str) -> list[tuple[int, dict]]:
   """`(member, result)` of the methods named `<prefix>_...` that belong to a member, in order."""
   return sorted((m["member"], m) for name, m in methods.items()
                 if name.rsplit("_c", 1)[0].split("_b")[0] == prefix and "member" in m)
+
+
+def present_baselines(methods: dict) -> tuple[str, ...]:
+  """The prefixes of `BASELINES` that `methods` holds, in order (large-only always)."""
+  return tuple(p for p in BASELINES if p == "large_only" or member_methods(methods, p))
+
+
+def comparison_header(first: list[str], prefixes) -> list[str]:
+  """The two header lines of a Markdown table: `first` columns, then `vs <baseline>` columns."""
+  names = first + [f"vs {p.replace('_only', '-only').replace('_', ' ')}" for p in prefixes]
+  return ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
 
 
 def paired_differences(a: dict, b: dict) -> np.ndarray:
@@ -65,7 +76,7 @@ def plot(eval_result: dict, path: str, title: str = "") -> None:
     ax.plot([m["compute_relative_to_large"]], [m["success_rate"]], marker, color="grey",
             markersize=8, label=name.replace("_", "-"))
   styles = {"londi": "o-", "random": "s:", "random_held": "s--", "confidence": "^:",
-            "schedule": "x:"}
+            "schedule": "x:", "trigger": "P:"}
   for prefix, style in styles.items():
     pts = member_methods(methods, prefix)
     if pts:
@@ -93,7 +104,7 @@ def comparison_rows(methods: dict) -> list[str]:
   for member, m in member_methods(methods, "londi"):
     cells = [f"{m['cost']:g}", f"{m['success_rate']:.3f}", f"{m['large_call_fraction']:.3f}",
              f"{m['compute_relative_to_large']:.3f}"]
-    for prefix in BASELINES:
+    for prefix in present_baselines(methods):
       b = baseline_of(methods, prefix, member)
       if b is None:
         cells.append("-")
@@ -126,9 +137,9 @@ def write_report(workdir: str, command: str = "", extra: dict | None = None) -> 
       "## Each switcher against the baselines at its call rate", "",
       "Per-episode success differences, LONDI minus the baseline, on the same episodes with the "
       "same random numbers (mean ± 95% interval).", "",
-      "| cost c | success | large calls | compute / large | vs large-only | vs random "
-      "| vs random held | vs confidence | vs schedule |",
-      "|---|---|---|---|---|---|---|---|---|", *comparison_rows(methods), "",
+      *comparison_header(["cost c", "success", "large calls", "compute / large"],
+                         present_baselines(methods)),
+      *comparison_rows(methods), "",
       "Compute is total forward FLOPs over the episodes relative to large-only, counting the small "
       "LM and the switcher (docs/architecture.md: compute accounting). `random` flips a coin on "
       "every step, `random_held` every `hold` steps like LONDI; `confidence` and `schedule` are "

@@ -136,20 +136,21 @@ def _t95(values) -> float:
 
 
 def report_lines(summary: dict) -> list[str]:
+  compared = {k for per_cost in summary["variants"].values() for e in per_cost.values() for k in e}
+  prefixes = [p for p in report_lib.BASELINES if f"vs_{p}" in compared]
   lines = ["# LONDI sweep", "",
            f"{summary['episodes']} test episodes per method, {summary['seeds']} training seeds "
            "per cost. Differences are LONDI minus the baseline matched to each seed's call rate, "
            "per test episode averaged over seeds (mean ± 95% interval over episodes; each seed's "
            "own mean in brackets).", "",
-           "| variant | cost | success | calls | compute / large | vs large-only | vs random "
-           "| vs random held | vs confidence | vs schedule |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           *report_lib.comparison_header(
+               ["variant", "cost", "success", "calls", "compute / large"], prefixes)]
   for variant, per_cost in summary["variants"].items():
     for cost, e in per_cost.items():
       cells = [variant, cost, f"{e['londi']['success_rate']:.3f}",
                f"{e['londi']['large_call_fraction']:.3f}",
                f"{e['londi']['compute_relative_to_large']:.3f}"]
-      for prefix in report_lib.BASELINES:
+      for prefix in prefixes:
         d = e.get(f"vs_{prefix}")
         cells.append("-" if d is None else f"{d['mean']:+.3f} ± {d['ci95']:.3f} "
                      f"[{', '.join(f'{x:+.3f}' for x in d['seed_means'])}]")
@@ -164,6 +165,20 @@ def report_lines(summary: dict) -> list[str]:
   return lines
 
 
+def _references(first, config) -> dict | None:
+  """The first variant's small-only, large-only and disagreement entries when `config` plays
+  them identically (same policies, episodes, seed and levels); None otherwise."""
+  if first is None:
+    return None
+  result, first_config = first
+  played = lambda c: (c.policies.to_dict(), tuple(c.levels), c.reward, c.eval.episodes,
+                      c.eval.seed, c.eval.num_envs)
+  same = played(first_config) == played(config)
+  if not same:
+    return None
+  return {k: result["methods"][k] for k in ("small_only", "large_only", "disagreement")}
+
+
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
               log: Callable[[str], None] | None = print) -> dict:
   """Everything `launch.sweep` does; returns what it writes to `DIR/sweep.json`."""
@@ -173,6 +188,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
   base = sweep.base
   policies_dir = pretrain(base, workdir, log) if base.pretrain.enabled else None
   runners = None
+  references = None  # the first evaluated variant's result and config
   summary = {"costs": list(sweep.costs), "seeds": int(sweep.seeds), "variants": {}}
   for name, overrides in sweep.variants.items():
     config = resolved(variant_config(sweep, overrides), policies_dir)
@@ -186,7 +202,9 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
         result = json.load(f)
       log(f"variant {name}: keeping its evaluation ({eval_path})")
     else:
-      result = evaluate_run(run_dir, runners=runners, log=log)
+      result = evaluate_run(run_dir, runners=runners, log=log,
+                            references=_references(references, config))
+    references = references or (result, config)
     summary["variants"][name] = aggregate(result, sweep.costs, int(sweep.seeds))
     summary["episodes"] = result["episodes"]
     summary["references"] = {k: {f: result["methods"][k].get(f) for f in (

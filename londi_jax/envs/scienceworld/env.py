@@ -7,9 +7,9 @@
 
 The simulator runs in a JVM that is started on the first `reset` and ended by `close()`, by the
 context manager's exit or at interpreter exit. `reward` is the change of the score (0-100; a
-failed task, which the simulator scores -100, counts as 0), `info["score"]` the score,
-`info["success"]` whether the task was completed, `info["truncated"]` whether the step limit ended
-the episode. `step` passes any text to the simulator, whose parser accepts more than its lists
+failed task, which the simulator scores -100, counts as 0), `info["score"]` the score (out of
+`info["max_score"]`, 100), `info["success"]` whether the task was completed, `info["truncated"]`
+whether the step limit ended the episode. `step` passes any text to the simulator, whose parser accepts more than its lists
 (an unknown command answers `No known action matches that input.`); an ambiguous command is
 resolved by choosing the simulator's first reading (`info["ambiguous"]`), as the gold paths do.
 `obs.valid_actions` are the candidates of `candidates_lib.build_candidates`.
@@ -34,6 +34,7 @@ _LOG = logging.getLogger(__name__)
 _AMBIGUOUS = "Ambiguous request"
 _JVM_EXIT_WAIT_S = 2.0
 SPLITS = ("train", "dev", "test")
+MAX_SCORE = 100
 _LIVE: "weakref.WeakSet[ScienceWorld]" = weakref.WeakSet()
 
 
@@ -237,7 +238,8 @@ class ScienceWorld:
       obs = self._observation(text)
     done = completed or raw_score < 0
     truncated = self._steps >= self.step_limit and not done
-    info = {"score": score, "success": raw_score >= 100, "failed": raw_score < 0,
+    info = {"score": score, "max_score": MAX_SCORE, "success": raw_score >= 100,
+            "failed": raw_score < 0,
             "truncated": truncated, "ambiguous": ambiguous, "variation": self.variation}
     return obs, reward, done or truncated, info
 
