@@ -74,7 +74,7 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   # `dev_episodes` dev episodes (never on test ones), with this many fixed-point rounds.
   c.eval.dev_episodes = 200
   c.eval.calibration_rounds = 1
-  # Baselines matched to each member's call rate (training.evaluate_run.MEMBER_BASELINES).
+  # Baselines matched to each member's call rate (training.evaluation.MEMBER_BASELINES).
   c.eval.baselines = ("random", "random_held", "confidence", "schedule")  # or "trigger" too
   # The SwiftSage-style trigger's grid, searched on dev episodes for the setting nearest the rate.
   c.eval.trigger = ml_collections.ConfigDict(dict(patience=(2, 4, 8), duration=(2, 4, 8)))

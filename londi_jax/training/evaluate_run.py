@@ -75,9 +75,6 @@ def method_label(prefix: str, cost: float, budget: int, member: int | None = Non
   return label if member is None else f"{label}_m{member}"
 
 
-MEMBER_BASELINES = ("random", "random_held", "confidence", "schedule", "trigger")
-
-
 def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = None,
                  which: str | None = None, runners=None,
                  log: Callable[[str], None] = print,
@@ -101,10 +98,10 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
   episodes = int(config.eval.episodes if episodes is None else episodes)
   seed = int(config.eval.seed if seed is None else seed)
   which = which or config.eval.checkpoint
-  baselines = tuple(config.eval.get("baselines", MEMBER_BASELINES[:4]))
-  unknown = sorted(set(baselines) - set(MEMBER_BASELINES))
+  baselines = tuple(config.eval.get("baselines", ev.DEFAULT_BASELINES))
+  unknown = sorted(set(baselines) - set(ev.MEMBER_BASELINES))
   if unknown:
-    raise ValueError(f"unknown eval.baselines {unknown}; known: {list(MEMBER_BASELINES)}")
+    raise ValueError(f"unknown eval.baselines {unknown}; known: {list(ev.MEMBER_BASELINES)}")
   small, large = runners or load_runners(config)
   feature_dim = features_lib.feature_dim(config, small.hidden_size)
   members, step = restore_members(config, workdir, feature_dim, which)

@@ -31,6 +31,10 @@ from londi_jax.training.episodes import Act, Played, Schedule, play_episodes
 from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform
 from londi_jax.training.rows import Row
 
+# The baselines matched to each switcher's call rate, by name prefix; `eval.baselines` picks
+# among them (by default all but the trigger, which reads ScienceWorld's answers).
+MEMBER_BASELINES = ("random", "random_held", "confidence", "schedule", "trigger")
+DEFAULT_BASELINES = MEMBER_BASELINES[:4]
 RANDOM_STREAM = 7  # crn stream of the random baselines' coins (actions use stream 0)
 SCHEDULES = ("after", "first")  # large from step k on; large for the first k steps
 

@@ -14,11 +14,11 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from londi_jax.training.evaluation import format_table  # noqa: E402
+from londi_jax.training.evaluation import MEMBER_BASELINES, format_table  # noqa: E402
 
 PLOT_NAME = "cost_quality.png"
 # The baselines each switcher is compared with, by the prefix of their method names.
-BASELINES = ("large_only", "random", "random_held", "confidence", "schedule", "trigger")
+BASELINES = ("large_only", *MEMBER_BASELINES)
 Z95 = 1.959964
 
 
