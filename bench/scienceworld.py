@@ -1,7 +1,20 @@
-"""Steps per second of ScienceWorld: one environment, and batches in worker processes.
+"""ScienceWorld figures: environment steps per second, and candidate scoring at its list sizes.
 
-    python -m bench.scienceworld [--task boil] [--steps 150] [--batch 1,2,4]
+    python -m bench.scienceworld [--parts steps,scoring,loop] [--task boil] [--steps 150] \
+        [--batch 1,2,4] [--policies artifacts/scienceworld]
 
+`scoring`: a policy of the large ScienceWorld shape (`configs/pretrain.py:scienceworld`, random
+weights, a 2,048-word vocabulary) scores a batch of 8 states with 100, 1,000 and 3,000
+candidates of 6 tokens, chunked (`--chunk` candidates a pass, the policies' default) and whole
+(one pass over every candidate): candidates per second, and the compiled step's temporary
+memory (XLA's `memory_analysis`), side by side in one run.
+
+`loop`: a LONDI training step on `configs/londi.py:scienceworld` over the `--policies` (one
+member, `--loop_rows` worker rows, a JVM each): where its wall time goes (the JVMs, the small LM,
+the large LM, the member step, and everything else; `bench/loop.py`'s shares), over
+`--loop_steps` steps after `--loop_warmup`.
+
+`steps`:
 Figures: one environment in this process, then `EnvWorker` batches of each `--batch` size whose
 rows are stepped together (every `step_async` issued, then every `wait`), after `--warmup`
 untimed batch steps (the JVMs compile their hot code first). Each row plays random
@@ -16,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import random
 import time
 
@@ -29,6 +43,13 @@ _STEPS = flags.DEFINE_integer("steps", 150, "Environment steps per figure (all r
 _BATCH = flags.DEFINE_list("batch", ["1", "2", "4"], "Worker batch sizes.")
 _WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed batch steps first (the JVMs' JIT warm-up).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the actions and of the first episode.")
+_PARTS = flags.DEFINE_list("parts", ["steps", "scoring"], "Which figures: steps, scoring.")
+_CHUNK = flags.DEFINE_integer("chunk", 256, "Candidates per pass of the chunked scoring.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per scoring figure.")
+_POLICIES = flags.DEFINE_string("policies", "artifacts/scienceworld", "Policies of the loop.")
+_LOOP_ROWS = flags.DEFINE_integer("loop_rows", 4, "Rows of the loop figure.")
+_LOOP_WARMUP = flags.DEFINE_integer("loop_warmup", 20, "Untimed loop steps first.")
+_LOOP_STEPS = flags.DEFINE_integer("loop_steps", 40, "Timed loop steps.")
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -81,8 +102,102 @@ def run_batch(rows: list, steps: int, seed: int, warmup: int = 0) -> float:
   return taken / seconds
 
 
+def scoring_figures(sizes=(100, 1000, 3000), chunk: int = 256, repeats: int = 3,
+                    batch: int = 8, cand_tokens: int = 6) -> dict:
+  """Candidates per second and temporary bytes of chunked and whole scoring at each size."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from configs.pretrain import get_config  # pylint: disable=import-outside-toplevel
+  from londi_jax.policies import bc  # pylint: disable=import-outside-toplevel
+  from londi_jax.policies.checkpoint import model_for, random_params  # pylint: disable=import-outside-toplevel
+  from londi_jax.policies.scoring import make_act_fn, pack  # pylint: disable=import-outside-toplevel
+  from londi_jax.policies.tokenizer import build_word_tokenizer  # pylint: disable=import-outside-toplevel
+
+  spec = get_config("scienceworld").policies.large.model.to_dict()
+  tokenizer = build_word_tokenizer([" ".join(f"w{i}" for i in range(2045))])
+  config = bc.model_config(spec, tokenizer)
+  model, params = model_for(config), random_params(config, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  figures = {}
+  for k in sizes:
+    prompts = [list(rng.integers(3, 2048, 300)) for _ in range(batch)]
+    cands = [[list(rng.integers(3, 2048, cand_tokens)) for _ in range(k)] for _ in range(batch)]
+    tokens = pack(prompts, cands, pad_id=0, batch_size=batch, prompt_len=384, num_candidates=k,
+                  cand_len=8)
+    row = {}
+    for name, c in (("chunked", chunk), ("whole", None)):
+      act = jax.jit(make_act_fn(model, c))
+      args = (params, tokens, np.float32(1.0), jax.random.key(0))
+      memory = act.lower(*args).compile().memory_analysis()
+      jax.block_until_ready(act(*args))
+      start = time.perf_counter()
+      for _ in range(repeats):
+        jax.block_until_ready(act(*args))
+      seconds = (time.perf_counter() - start) / repeats
+      row[name] = {"candidates_per_s": batch * k / seconds,
+                   "temp_mb": getattr(memory, "temp_size_in_bytes", 0) / 2 ** 20}
+    row["speed_chunked_over_whole"] = (row["chunked"]["candidates_per_s"]
+                                       / row["whole"]["candidates_per_s"])
+    row["memory_chunked_over_whole"] = row["chunked"]["temp_mb"] / max(row["whole"]["temp_mb"],
+                                                                       1e-9)
+    figures[k] = row
+  return figures
+
+
 def main(argv):
   del argv
+  results = {}
+  if "scoring" in _PARTS.value:
+    figures = scoring_figures(chunk=_CHUNK.value, repeats=_REPEATS.value)
+    results["scoring"] = figures
+    print(f"{'candidates':>10s} {'chunked c/s':>12s} {'whole c/s':>10s} {'speed':>6s} "
+          f"{'chunked MB':>11s} {'whole MB':>9s} {'memory':>7s}")
+    for k, row in figures.items():
+      print(f"{k:10d} {row['chunked']['candidates_per_s']:12.0f} "
+            f"{row['whole']['candidates_per_s']:10.0f} {row['speed_chunked_over_whole']:6.2f} "
+            f"{row['chunked']['temp_mb']:11.0f} {row['whole']['temp_mb']:9.0f} "
+            f"{row['memory_chunked_over_whole']:7.3f}")
+  if "loop" in _PARTS.value:
+    results["loop"] = loop_figures(_POLICIES.value, _LOOP_ROWS.value, _LOOP_WARMUP.value,
+                                   _LOOP_STEPS.value)
+    print(f"loop: {results['loop']['steps_per_s']:.2f} steps/s of {_LOOP_ROWS.value} rows; "
+          "shares of a step: " + ", ".join(f"{k} {v:.1%}"
+                                            for k, v in results["loop"]["shares"].items()))
+  if "steps" in _PARTS.value:
+    results["steps"] = step_figures()
+  print(json.dumps(results, sort_keys=True))
+
+
+def loop_figures(policies: str, rows: int, warmup: int, steps: int) -> dict:
+  """Steps per second of the training loop and the shares of its parts (`bench.loop.shares`)."""
+  import tempfile  # pylint: disable=import-outside-toplevel
+  from bench.loop import shares  # pylint: disable=import-outside-toplevel
+  from configs import londi  # pylint: disable=import-outside-toplevel
+  from londi_jax.training.loop import Trainer  # pylint: disable=import-outside-toplevel
+
+  config = londi.get_config("scienceworld")
+  config.policies.dir = policies
+  config.num_envs = rows
+  config.train_steps = warmup + steps
+  config.switcher.min_replay = min(config.switcher.min_replay, rows * warmup // 8)
+  with tempfile.TemporaryDirectory() as tmp:
+    trainer = Trainer(config, os.path.join(tmp, "run"), log=None)
+    try:
+      for _ in range(warmup):
+        trainer.act()
+      trainer.timings.clear()
+      start = time.perf_counter()
+      for _ in range(steps):
+        trainer.act()
+      wall = time.perf_counter() - start
+    finally:
+      trainer.close()
+  return {"rows": rows, "steps": steps, "steps_per_s": steps / wall,
+          "env_steps_per_s": steps * rows / wall, "shares": shares(trainer.timings)}
+
+
+def step_figures() -> dict:
+  """Steps per second of one environment in this process and of worker batches."""
   task, steps, seed = _TASK.value, _STEPS.value, _SEED.value
   results = {"task": task, "steps": steps, "rates": {}, "jvm_kb": {}}
   env = envs.make(f"scienceworld/{task}")
@@ -108,7 +223,7 @@ def main(argv):
     mem = ", ".join(f"{m.get('VmRSS', 0) / 1024:.0f} ({m.get('VmHWM', 0) / 1024:.0f})"
                     for m in results["jvm_kb"][name])
     print(f"{name:12s} {rate:8.2f} {results['ratios'][name]:6.2f}  {mem}")
-  print(json.dumps(results, sort_keys=True))
+  return results
 
 
 if __name__ == "__main__":

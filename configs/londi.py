@@ -2,12 +2,27 @@
 
     python -m launch.train --config configs/londi.py:babyai_text --workdir DIR
     python -m launch.train --config configs/londi.py:babyai_text:smoke --workdir DIR
+    python -m launch.train --config configs/londi.py:scienceworld --workdir DIR
 
-Presets (after the family): `smoke` (tests, seconds), `default` (2 CPU cores, ~30 min with
-`launch.main`), `paper` (a GPU and real checkpoint folders).
+Families: `babyai_text` (presets `smoke`: tests, seconds; `default`: 2 CPU cores, ~30 min with
+`launch.main`; `paper`: a GPU and real checkpoint folders) and `scienceworld` (presets `smoke` and
+`default`). The ScienceWorld family is the BabyAI-Text config of the same preset with:
+
+- `levels`: `SCIENCEWORLD_TASKS`; rows and evaluation slots keep one task each, so each holds one
+  JVM (docs/environments.md: one JVM per slot);
+- `env_kwargs`: the keyword arguments of every `envs.make` of the run (training, periodic and final
+  evaluation, calibration): the step limit and the simplification;
+- `reward = "score"` (the score's increment over 100), and evaluations report the mean score;
+- `envs.backend = "process"` (a worker process per row, restarted with its JVM if it dies);
+- `eval.baselines` with the SwiftSage-style `trigger`;
+- `switcher.target = "td"`: a paired target replays its episode in two more environments per pair
+  (JVMs) and plays both branches to the end, dozens of slow ScienceWorld steps per pair; set
+  `"paired"` where the cores allow it.
 """
 
 import ml_collections
+
+from configs import pretrain as pretrain_config
 
 from londi_jax.runtime.config import runtime_config
 from londi_jax.switching.config import switcher_config
@@ -156,11 +171,63 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   return c
 
 
-FAMILIES = {"babyai_text": babyai_text}
+# The tasks of the ScienceWorld family, those its embedded policies were cloned on (why these:
+# configs/pretrain.py); episode `k` of an evaluation plays `SCIENCEWORLD_TASKS[k % 4]`.
+SCIENCEWORLD_TASKS = pretrain_config.SCIENCEWORLD_TASKS
+
+
+def scienceworld(preset: str = "default") -> ml_collections.ConfigDict:
+  """The ScienceWorld family at a preset (`default` or `smoke`); see the module docstring."""
+  if preset not in ("default", "smoke"):
+    raise ValueError(f"unknown preset {preset!r} of configs/londi.py:scienceworld; known: "
+                     "default, smoke")
+  c = babyai_text(preset)
+  c.levels = SCIENCEWORLD_TASKS  # row r (and evaluation slot i) plays levels[r % len(levels)]
+  # Passed to every `envs.make` of the run (ScienceWorld's keyword arguments).
+  c.env_kwargs = pretrain_config.scienceworld("scienceworld").env_kwargs
+  c.reward = "score"  # the score's increment over 100: an episode's rewards sum to its score/100
+  c.policies.dir = "artifacts/scienceworld"  # `small/` and `large/` of `launch.pretrain`
+  c.policies.prompt_buckets = (256, 512)
+  c.pretrain.preset = "scienceworld"
+  c.envs.backend = "process"  # one worker process (and JVM) per row, restarted on failure
+  c.eval.baselines = ("random", "random_held", "confidence", "schedule", "trigger")
+  c.switcher.target = "td"  # see the module docstring
+  # Episodes of up to 40 steps: decisions every 4 steps, each transition 2 decisions late.
+  c.switcher.hold = 4
+  c.switcher.n_step = 2
+  c.num_envs = 8  # rows per member, one JVM each (~0.5 GB)
+  c.train_steps = 1500
+  c.eval_every = 500
+  c.eval_episodes = 16
+  c.eval.episodes = 200
+  c.eval.num_envs = 8  # episodes in flight, one JVM each
+  c.eval.dev_episodes = 64
+  if preset == "smoke":
+    c.levels = SCIENCEWORLD_TASKS[:3:2]  # find-living-thing and lifespan-longest-lived: short
+    c.env_kwargs.step_limit = 8
+    c.policies.dir = ""  # tests write tiny policies and set it
+    c.policies.prompt_buckets = (64,)  # the prompts' last 64 tokens: tests run in minutes
+    c.num_envs = 2  # one row per task
+    c.train_steps = 16
+    c.log_every = 4
+    c.checkpoint_every = 8
+    c.eval_every = 8
+    c.eval_episodes = 2
+    c.eval.episodes = 4
+    c.eval.num_envs = 2
+    c.eval.dev_episodes = 2
+    c.eval.trigger = ml_collections.ConfigDict(dict(patience=(2,), duration=(2, 4)))
+    c.switcher.hold = 2
+    c.switcher.min_replay = 8
+    c.switcher.batch_size = 8
+  return c
+
+
+FAMILIES = {"babyai_text": babyai_text, "scienceworld": scienceworld}
 
 
 def get_config(arg: str = "babyai_text") -> ml_collections.ConfigDict:
-  """`family[:preset]`, e.g. `babyai_text` or `babyai_text:smoke`."""
+  """`family[:preset]`, e.g. `babyai_text`, `babyai_text:smoke` or `scienceworld:smoke`."""
   family, _, preset = arg.partition(":")
   if family not in FAMILIES:
     raise ValueError(f"unknown family {family!r} of configs/londi.py; known: {sorted(FAMILIES)}")

@@ -1,8 +1,10 @@
-"""Behaviour cloning of a small and a large BabyAI-Text policy (`launch.pretrain`).
+"""Behaviour cloning of a small and a large policy (`launch.pretrain`).
 
     python -m launch.pretrain --config configs/pretrain.py:babyai_text --workdir DIR
-    presets: smoke (seconds, tests), babyai_text (CPU, ~15 min), full (the embedded default
-    policies), paper (real checkpoint folders, GPU), paper_t5 (the same over Flan-T5 folders)
+    BabyAI-Text presets: smoke (seconds, tests), babyai_text (CPU, ~15 min), full (the embedded
+    default policies), paper (real checkpoint folders, GPU), paper_t5 (the same over Flan-T5)
+    ScienceWorld presets: scienceworld (the embedded defaults, from gold paths),
+    scienceworld_smoke (tests)
 
 `paper` and `paper_t5` hold placeholder folders: set `--config.policies.small.checkpoint` and
 `--config.policies.large.checkpoint` (launch.pretrain names the field it cannot read). Any
@@ -15,6 +17,12 @@ episode's first observation (the starting pose, which missions such as `behind y
 import ml_collections
 
 LEVELS = ("babyai_text/BabyAI-GoToLocal-v0", "babyai_text/BabyAI-PickupLoc-v0")
+
+# Short gold paths (3-20 steps), short candidate lists (medians 145-450) and many test variations
+# (32-135 each), over classification, life spans and measurement: tasks a CPU clones and
+# evaluates in minutes. Any other task is one `--config.levels` away.
+SCIENCEWORLD_TASKS = ("scienceworld/find-living-thing", "scienceworld/find-plant",
+                      "scienceworld/lifespan-longest-lived", "scienceworld/use-thermometer")
 
 
 def _model(layers: int, d: int, heads: int, kv_heads: int, ff: int) -> ml_collections.ConfigDict:
@@ -43,8 +51,76 @@ def _policy(model, num_observations: int, num_actions: int, keep_first: bool, st
   return p
 
 
-def get_config(preset: str = "babyai_text") -> ml_collections.ConfigDict:
+def _scienceworld_policy(model, num_actions: int, steps: int, lr: float
+                         ) -> ml_collections.ConfigDict:
+  p = _policy(model, 0, 0, False, steps, lr)
+  p.prompt = ml_collections.ConfigDict(dict(num_actions=num_actions, history_chars=80,
+                                            observation_chars=600))
+  p.max_prompt_tokens = 512  # the compact prompt stays below it, so no prompt is cut
+  # Longer candidates (a few `pour`/`dunk` ones between vessels, up to 34 tokens) are scored on
+  # their first 8 tokens; the tasks' gold actions are all shorter.
+  p.max_candidate_tokens = 8
+  p.batch_size = 16
+  p.num_candidates = 32  # the expert's candidate and 31 others of its state (bc_sampled)
+  return p
+
+
+def scienceworld(preset: str) -> ml_collections.ConfigDict:
+  """ScienceWorld: policies cloned from the gold paths of the tasks' train variations.
+
+  The small policy sees the current state only (no earlier actions) through one narrow layer;
+  the large one the last 5 actions, their rewards and observations, through 3 wider layers.
+  """
   c = ml_collections.ConfigDict()
+  c.family = "scienceworld"
+  c.seed = 0
+  c.levels = SCIENCEWORLD_TASKS
+  # Twice the longest gold path of the tasks (3-21 steps).
+  c.env_kwargs = ml_collections.ConfigDict(dict(simplification="easy", step_limit=40))
+  c.demos = ml_collections.ConfigDict()
+  c.demos.path = ""  # an existing folder of demos.jsonl (all tasks) instead of collecting
+  c.demos.episodes_per_level = 120  # each train variation at most once
+  c.demos.val_fraction = 0.05
+  c.policies = ml_collections.ConfigDict()
+  c.policies.small = _scienceworld_policy(_model(1, 24, 2, 1, 48), 0, steps=1500, lr=3e-3)
+  c.policies.large = _scienceworld_policy(_model(3, 128, 4, 2, 256), 5, steps=1000, lr=1.5e-3)
+  c.length_buckets = (128, 192, 256, 320, 384, 512)  # padded prompt lengths of training batches
+  c.log_every = 100
+  c.checkpoint_every = 250
+  c.val_states = 128  # validation states scored over all their candidates at each log
+  c.eval = ml_collections.ConfigDict()
+  c.eval.episodes = 120  # test variations, spread over `levels`
+  c.eval.mode = "sampled"
+  c.eval.temperature = 1.0
+  c.eval.num_envs = 8  # one JVM each
+  if preset == "scienceworld_smoke":
+    c.levels = ("scienceworld/find-living-thing", "scienceworld/lifespan-longest-lived")
+    c.env_kwargs.step_limit = 8
+    c.demos.episodes_per_level = 3
+    c.demos.val_fraction = 0.34
+    for p in (c.policies.small, c.policies.large):
+      p.model = _model(1, 16, 2, 1, 32)
+      p.steps = 20
+      p.batch_size = 8
+      p.num_candidates = 16
+      p.warmup = 5
+    c.length_buckets = (512,)
+    c.log_every = 10
+    c.checkpoint_every = 10
+    c.val_states = 8
+    c.eval.episodes = 2
+    c.eval.num_envs = 2
+  return c
+
+
+def get_config(preset: str = "babyai_text") -> ml_collections.ConfigDict:
+  if preset.startswith("scienceworld"):
+    if preset not in ("scienceworld", "scienceworld_smoke"):
+      raise ValueError(f"unknown preset {preset!r} of configs/pretrain.py; known ScienceWorld "
+                       "presets: scienceworld, scienceworld_smoke")
+    return scienceworld(preset)
+  c = ml_collections.ConfigDict()
+  c.family = "babyai_text"
   c.seed = 0
   c.levels = LEVELS
   c.demos = ml_collections.ConfigDict()
@@ -103,5 +179,5 @@ def get_config(preset: str = "babyai_text") -> ml_collections.ConfigDict:
     c.eval.episodes = 1000
   elif preset != "babyai_text":
     raise ValueError(f"unknown preset {preset!r} of configs/pretrain.py; known: smoke, "
-                     "babyai_text, full, paper, paper_t5")
+                     "babyai_text, full, paper, paper_t5, scienceworld, scienceworld_smoke")
   return c

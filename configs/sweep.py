@@ -3,12 +3,14 @@
     python -m launch.sweep --config configs/sweep.py --workdir DIR
     python -m launch.sweep --config configs/sweep.py:cpu --workdir DIR     # ~4 hours, 2 cores
     python -m launch.sweep --config configs/sweep.py:smoke --workdir DIR
+    python -m launch.sweep --config configs/sweep.py:scienceworld --workdir DIR  # 2 cores
 
 Each variant is one training run (`DIR/<variant>/`) whose members are every cost times
 `seeds` training seeds (`vmap`ped together: they share a shape), evaluated against every baseline
 at each member's rate; `DIR/sweep.json`, `DIR/report.md` and `DIR/cost_quality.png` aggregate
 them over seeds. A variant is a list of `field=value` overrides of `base` (the BabyAI-Text family
-of `configs/londi.py`), so a sweep over targets, feature sets or budgets is a list of strings.
+of `configs/londi.py`; the ScienceWorld family for the `scienceworld` preset), so a sweep over
+targets, feature sets or budgets is a list of strings.
 """
 
 import ml_collections
@@ -16,7 +18,35 @@ import ml_collections
 from configs import londi
 
 
+def scienceworld() -> ml_collections.ConfigDict:
+  """results/scienceworld: the embedded ScienceWorld policies, one cost, three seeds, the
+  bootstrapped learner, sized for 2 cores (12 training rows and 8 evaluation slots, a JVM each)."""
+  c = ml_collections.ConfigDict()
+  c.base = londi.scienceworld("default")
+  b = c.base
+  b.num_envs = 4
+  b.train_steps = 400
+  b.log_every = 50
+  b.checkpoint_every = 100
+  b.eval_every = 0
+  b.keep_checkpoints = 1
+  b.switcher.epsilon_decay_steps = 300
+  b.switcher.min_replay = 128
+  b.switcher.batch_size = 64
+  b.switcher.replay_capacity = 5000
+  b.eval.episodes = 100  # 25 test variations of each task
+  b.eval.dev_episodes = 32
+  b.eval.baselines = ("random_held", "schedule", "trigger")
+  b.eval.trigger = ml_collections.ConfigDict(dict(patience=(2, 4), duration=(4, 8)))
+  c.costs = (0.005,)
+  c.seeds = 3
+  c.variants = ml_collections.ConfigDict({"td": "switcher.target=td"})
+  return c
+
+
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:
+  if preset == "scienceworld":
+    return scienceworld()
   c = ml_collections.ConfigDict()
   c.base = londi.babyai_text("smoke" if preset == "smoke" else "default")
   c.base.eval.episodes = 1000
@@ -52,5 +82,6 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.base.switcher.paired.batch = 4
     c.base.switcher.hold = 2
   elif preset != "default":
-    raise ValueError(f"unknown preset {preset!r} of configs/sweep.py; known: default, cpu, smoke")
+    raise ValueError(f"unknown preset {preset!r} of configs/sweep.py; known: default, cpu, smoke, "
+                     "scienceworld")
   return c

@@ -1,6 +1,10 @@
 """Behaviour cloning of a small and a large LM policy on expert demonstrations.
 
     python -m launch.pretrain --config configs/pretrain.py:babyai_text --workdir DIR
+    python -m launch.pretrain --config configs/pretrain.py:scienceworld --workdir DIR
+
+The ScienceWorld family (gold paths, per-state candidates) is `launch.pretrain_scienceworld`;
+what follows describes BabyAI-Text.
 
 Collects (or reads, `--config.demos.path`) BabyAI-Text demonstrations, builds a word-level
 tokenizer from their text, trains each policy of `config.policies` by cross-entropy of the
@@ -36,12 +40,11 @@ from londi_jax.envs.babyai import expert as babyai_expert
 from londi_jax.envs.babyai.env import ACTIONS
 from londi_jax.envs.babyai.prompts import PromptConfig, compact_sentence
 from londi_jax.policies import bc
-from londi_jax.policies.checkpoint import load_pretrained, model_for, random_params
 from londi_jax.policies.policy import Buckets, Policy
 from londi_jax.policies.store import save_policy
 from londi_jax.policies.tokenizer import Tokenizer, build_word_tokenizer
 from londi_jax.training.metrics import MetricsWriter
-from londi_jax.training.policy_eval import evaluate_policy
+from londi_jax.training.policy_eval import compare_pair, evaluate_policy
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/pretrain.py:babyai_text",
                                           "behaviour-cloning config", lock_config=True)
@@ -82,16 +85,6 @@ def vocabulary_texts(prompts: list[str]) -> list[str]:
                     compact_sentence("You see a wall 1 step forward")]
 
 
-def build_model(p: ml_collections.ConfigDict, tokenizer: Tokenizer, key: jax.Array):
-  """The model (a decoder or T5) and its initial params: a checkpoint's, or random ones of
-  `p.model`."""
-  if p.checkpoint:
-    model, params = load_pretrained(p.checkpoint)
-    return model, params
-  config = bc.model_config(p.model.to_dict(), tokenizer)
-  return model_for(config), random_params(config, key)
-
-
 def check_checkpoints(config: ml_collections.ConfigDict) -> None:
   """Fails early, naming the field to set, when a policy's `checkpoint` is not a checkpoint folder
   (the `paper` presets hold placeholders)."""
@@ -129,7 +122,8 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
 
   # crc32, not hash(): str hashes change between processes, and so would the initialisation.
   key = jax.random.fold_in(jax.random.key(config.seed), zlib.crc32(name.encode()) % (2 ** 31))
-  model, params = build_model(p, tokenizer, jax.random.fold_in(key, 0))
+  model, params = bc.initial_model(p.checkpoint, p.model.to_dict(), tokenizer,
+                                   jax.random.fold_in(key, 0))
   log(f"{name}: {model.config.num_params():,} params, {model.config.num_layers} layers, "
       f"d={model.config.hidden_size}")
   optimizer = bc.make_optimizer(p.lr, p.steps, p.warmup, weight_decay=p.weight_decay)
@@ -183,6 +177,12 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Everything the command does; returns the summary it writes."""
   check_checkpoints(config)
+  family = config.get("family", "babyai_text")
+  if family == "scienceworld":
+    from launch import pretrain_scienceworld  # pylint: disable=import-outside-toplevel
+    return pretrain_scienceworld.run(config, workdir)
+  if family != "babyai_text":
+    raise ValueError(f"config.family must be babyai_text or scienceworld, got {family!r}")
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   metrics = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
@@ -229,13 +229,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         + ", ".join(f"{k.split('/')[-1]} {v['success_rate']:.3f}"
                     for k, v in result["per_level"].items()))
     summary["policies"][name] = result
-  pols = summary["policies"]
-  if "small" in pols and "large" in pols:
-    summary["flops_ratio_large_to_small"] = (pols["large"]["flops_per_step"]
-                                             / pols["small"]["flops_per_step"])
-    summary["success_gap"] = pols["large"]["success_rate"] - pols["small"]["success_rate"]
-    log(f"large/small FLOPs per step: {summary['flops_ratio_large_to_small']:.1f}x; success gap "
-        f"{summary['success_gap']:.3f}")
+  line = compare_pair(summary, "success_rate", "success_gap")
+  if line:
+    log(line)
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   return summary

@@ -217,3 +217,37 @@ def test_random_held_decides_every_hold_steps_at_its_rate():
   assert (g == g[..., :1]).all()  # constant within each block of `hold` steps
   assert abs(g.mean() - rate) < 3 * np.sqrt(rate * (1 - rate) / (episodes * 4))
   assert 0 < g[:, :, 0].mean(0).std() < 0.05  # blocks are not all decided alike
+
+
+def test_an_evaluation_cut_off_resumes_at_the_method_it_was_playing(result):
+  """Stopped after LONDI's first member, a rerun replays nothing already played and writes the
+  same eval.json as the evaluation that ran through."""
+  out, saved, _, runners = result
+  run_dir = os.path.abspath(saved["workdir"])
+
+  class Stop(Exception):
+    pass
+
+  lines = []
+
+  def stop_after_first_member(line):
+    lines.append(line)
+    if line.strip().startswith("londi"):
+      raise Stop
+
+  with pytest.raises(Stop):
+    evaluate_run(run_dir, episodes=EPISODES, seed=SEED, runners=runners,
+                 log=stop_after_first_member)
+  kept = os.listdir(os.path.join(run_dir, "eval_partial", os.listdir(
+      os.path.join(run_dir, "eval_partial"))[0]))
+  assert sorted(kept) == sorted(f"{name}.json" for name in list(out["methods"])[:4])
+  lines.clear()
+  again = evaluate_run(run_dir, episodes=EPISODES, seed=SEED, runners=runners, log=lines.append)
+  resumed = [line.split()[0] for line in lines if "resumed from" in line]
+  assert resumed == list(out["methods"])[:4]
+  def untimed(methods):  # wall times differ between runs; everything else must not
+    return json.dumps({name: {k: v for k, v in m.items() if "seconds" not in k}
+                       for name, m in methods.items()}, sort_keys=True, default=float)
+
+  assert untimed(again["methods"]) == untimed(out["methods"])
+  assert not os.path.exists(os.path.join(run_dir, "eval_partial"))

@@ -1,8 +1,11 @@
 """Text environments behind one protocol (`londi_jax.envs.base`).
 
 `make("babyai_text/<level>")` and `make("scienceworld/<task>")` build one environment; an unknown
-id raises `UnknownEnvironmentError` listing the known ones. `prompt_history(env_id, config)` builds
-the prompt history of the environment's family from a saved prompt config.
+id raises `UnknownEnvironmentError` listing the known ones (`check(env_id)` raises it without
+building anything). `prompt_history(env_id, config)` builds
+the prompt history of the environment's family from a saved prompt config. `heavy(env_id)` says
+whether each environment of the family holds a heavy resource (ScienceWorld's JVM), so that
+episode runners keep one environment per slot.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ class _Family:
 
   Attributes:
     env: module exposing `known_ids() -> tuple[str, ...]` (ids without the prefix),
-      `make(name: str, **kwargs) -> TextEnv` and optionally `accepts(name) -> bool`.
+      `make(name: str, **kwargs) -> TextEnv`, optionally `accepts(name) -> bool`, and optionally
+      `HEAVY = True` when each environment holds a heavy resource (a JVM, a simulator process).
     prompts: module exposing `PromptConfig` (a frozen dataclass; `PromptConfig(**saved)` rebuilds
       a saved one) and `PromptHistory(config)`, which follows the `PromptHistory` protocol.
   """
@@ -52,8 +56,9 @@ def known_ids() -> tuple[str, ...]:
   return tuple(ids)
 
 
-def make(env_id: str, **kwargs: Any) -> TextEnv:
-  """Builds the text environment named `env_id` (`<family>/<name>`), passing `kwargs` on."""
+def check(env_id: str) -> None:
+  """Raises `UnknownEnvironmentError`, naming the known ids, unless `make` accepts `env_id`
+  (builds nothing)."""
   prefix, _, name = env_id.partition("/")
   if prefix not in _FAMILIES or not name:
     raise UnknownEnvironmentError(
@@ -64,7 +69,28 @@ def make(env_id: str, **kwargs: Any) -> TextEnv:
     raise UnknownEnvironmentError(
         f"unknown environment {env_id!r}; known {prefix} ids: "
         f"{', '.join(f'{prefix}/{n}' for n in family.known_ids())}")
-  return family.make(name, **kwargs)
+
+
+def make(env_id: str, **kwargs: Any) -> TextEnv:
+  """Builds the text environment named `env_id` (`<family>/<name>`), passing `kwargs` on."""
+  check(env_id)
+  return _family(env_id.partition("/")[0]).make(env_id.partition("/")[2], **kwargs)
+
+
+def heavy(env_id: str) -> bool:
+  """Whether each environment of `env_id`'s family holds a heavy resource (its module's `HEAVY`).
+
+  Episode runners then keep one environment per slot (`training.episodes.Slots`) instead of one
+  per level a slot meets. Imports the family's module, which starts nothing.
+
+  Raises:
+    UnknownEnvironmentError: an unknown family.
+  """
+  prefix = env_id.partition("/")[0]
+  if prefix not in _FAMILIES:
+    raise UnknownEnvironmentError(
+        f"unknown environment {env_id!r}; families are {sorted(_FAMILIES)}")
+  return bool(getattr(_family(prefix), "HEAVY", False))
 
 
 def prompt_history(env_id: str, config: Any = None) -> PromptHistory:
@@ -95,4 +121,5 @@ def prompt_history(env_id: str, config: Any = None) -> PromptHistory:
 
 
 __all__ = ["InvalidActionError", "Observation", "PromptHistory", "TextEnv",
-           "UnknownEnvironmentError", "known_ids", "make", "prompt_history"]
+           "UnknownEnvironmentError", "check", "heavy", "known_ids", "make",
+           "prompt_history"]

@@ -24,6 +24,7 @@ import optax
 
 from londi_jax.envs.babyai.prompts import PromptConfig, episode_prompts
 from londi_jax.gradients import gradient_step
+from londi_jax.policies.checkpoint import load_pretrained, model_for, random_params
 from londi_jax.policies.config import DecoderConfig, ModelConfig, T5Config
 from londi_jax.policies.model import Decoder
 from londi_jax.policies.scoring import TokenBatch, candidate_log_softmax, make_candidate_scorer
@@ -125,6 +126,16 @@ def model_config(spec: Mapping[str, Any], tokenizer: Tokenizer) -> ModelConfig:
       intermediate_size=spec["intermediate_size"], num_layers=spec["num_layers"],
       num_heads=spec["num_heads"], num_kv_heads=spec["num_kv_heads"], head_dim=head_dim,
       rope_theta=spec["rope_theta"], tie_word_embeddings=spec["tie_word_embeddings"])
+
+
+def initial_model(checkpoint: str, spec: Mapping[str, Any], tokenizer: Tokenizer,
+                  key: jax.Array) -> tuple[Model, Any]:
+  """The model to clone into and its initial params: a Hugging Face `checkpoint` folder's, or
+  random ones of a new model of shape `spec` (`model_config`) when `checkpoint` is ""."""
+  if checkpoint:
+    return load_pretrained(checkpoint)
+  config = model_config(spec, tokenizer)
+  return model_for(config), random_params(config, key)
 
 
 def make_dataset(tokenizer: Tokenizer, prompts: Sequence[str], actions: Sequence[str],

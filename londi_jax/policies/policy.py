@@ -25,6 +25,9 @@ from londi_jax.policies.t5 import T5
 from londi_jax.policies.tokenizer import Tokenizer
 
 
+GROUPED_ABOVE = 64  # candidate buckets above this get calls of their own (`score_tokens`)
+
+
 def _powers(lo: int, hi: int) -> tuple[int, ...]:
   return tuple(1 << i for i in range(lo.bit_length() - 1, hi.bit_length()))
 
@@ -94,20 +97,26 @@ class Policy:
     tokenizer: a `Tokenizer`.
     temperature: of the action distribution.
     buckets: the padded sizes.
-    meta: free-form description (prompt config, name, training metrics) saved with the policy.
+    meta: free-form description (prompt config, name, training metrics) saved with the policy;
+      its `max_candidate_tokens`, when set, cuts every candidate to its first that many tokens
+      (as the policy was trained: ScienceWorld's few very long `pour`/`dunk` candidates would
+      otherwise pad every candidate of a batch to their length).
+    candidate_chunk: candidates decoded per pass (`scoring.make_candidate_scorer`): a state with
+      more runs them in chunks, so memory stays bounded by the chunk, not the candidate count.
     calls, total_flops, total_device_time_s: running totals over calls that did not compile.
   """
 
   def __init__(self, model: Decoder | T5, params: Any, tokenizer: Tokenizer, *,
                temperature: float = 1.0, buckets: Buckets = Buckets(), seed: int = 0,
-               meta: dict | None = None):
+               meta: dict | None = None, candidate_chunk: int | None = 256):
     self.model = model
     self.params = params
     self.tokenizer = tokenizer
     self.temperature = temperature
     self.buckets = buckets
     self.meta = dict(meta or {})
-    self._act = jax.jit(make_act_fn(model))
+    self.candidate_chunk = candidate_chunk
+    self._act = jax.jit(make_act_fn(model, candidate_chunk))
     self._key = jax.random.key(seed)
     self._cand_ids: dict[str, list[int]] = {}  # candidate action -> its token ids
     self._flops: dict[tuple, int] = {}  # (prompt length, candidate lengths) -> FLOPs of a row
@@ -145,17 +154,39 @@ class Policy:
     """Token ids `[B][K_i][L_ik]` of each row's candidates; each action string is tokenised once
     per policy (environments offer the same actions again and again)."""
     new = list({c for cands in candidates for c in cands} - self._cand_ids.keys())
-    self._cand_ids.update(zip(new, self.tokenizer.encode_candidates(new)))
+    cap = self.meta.get("max_candidate_tokens")
+    self._cand_ids.update((c, ids[:cap]) for c, ids in zip(new, self.tokenizer.encode_candidates(new)))
     return [[self._cand_ids[c] for c in cands] for cands in candidates]
 
   def score_tokens(self, prompt_ids: Sequence[Sequence[int]],
                    cand_ids: Sequence[Sequence[Sequence[int]]],
                    key: jax.Array | None = None) -> PolicyOutput:
-    """`__call__` on token ids: `prompt_ids` [B][P_i], `cand_ids` [B][K_i][L_ik]."""
-    b = len(prompt_ids)
+    """`__call__` on token ids: `prompt_ids` [B][P_i], `cand_ids` [B][K_i][L_ik].
+
+    Rows with more than `GROUPED_ABOVE` candidates are scored in one call per candidate bucket
+    (a row with 150 candidates is not padded to the 1,024 of another), the rest together, and the
+    outputs merged in row order; short lists (BabyAI-Text's fixed one) make one call.
+    """
     n_cands = [len(c) for c in cand_ids]
     if min(n_cands, default=0) < 1:
       raise ValueError("every prompt needs at least one candidate")
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(n_cands):
+      size = bucket(n, self.buckets.candidates)
+      groups.setdefault(size if size > GROUPED_ABOVE else 0, []).append(i)
+    if len(groups) == 1:
+      return self._score_rows(prompt_ids, cand_ids, key)
+    parts = [(rows, self._score_rows([prompt_ids[i] for i in rows], [cand_ids[i] for i in rows],
+                                     None if key is None else jax.random.fold_in(key, g)))
+             for g, rows in enumerate(groups.values())]
+    return _merge(parts, len(prompt_ids), max(n_cands))
+
+  def _score_rows(self, prompt_ids: Sequence[Sequence[int]],
+                  cand_ids: Sequence[Sequence[Sequence[int]]],
+                  key: jax.Array | None) -> PolicyOutput:
+    """One padded call over all the rows."""
+    b = len(prompt_ids)
+    n_cands = [len(c) for c in cand_ids]
     bk = self.buckets
     max_prompt = bk.prompt[-1]
     shapes = dict(
@@ -208,3 +239,26 @@ class Policy:
     if key not in self._flops:
       self._flops[key] = flops_lib.flops_per_step(self.config, prompt_len, cand_lens)
     return self._flops[key]
+
+
+def _merge(parts: list[tuple[list[int], PolicyOutput]], b: int, k: int) -> PolicyOutput:
+  """The outputs of calls over disjoint row sets, as one output over `b` rows and `k`
+  candidates (padding: log-probability -inf, probability 0)."""
+  first = parts[0][1]
+  log_probs = np.full((b, k), -np.inf, first.log_probs.dtype)
+  probs = np.zeros((b, k), first.probs.dtype)
+  per_row = {name: np.zeros((b, *getattr(first, name).shape[1:]), getattr(first, name).dtype)
+             for name in ("greedy", "sampled", "max_prob", "entropy", "margin", "features",
+                          "row_flops")}
+  for rows, out in parts:
+    width = out.log_probs.shape[1]
+    log_probs[rows, :width] = out.log_probs
+    probs[rows, :width] = out.probs
+    for name, array in per_row.items():
+      array[rows] = getattr(out, name)
+  outs = [out for _, out in parts]
+  return PolicyOutput(
+      log_probs=log_probs, probs=probs, greedy_action=None, sampled_action=None,
+      flops=sum(o.flops for o in outs), padded_flops=sum(o.padded_flops for o in outs),
+      device_time_s=sum(o.device_time_s for o in outs),
+      compile_time_s=sum(o.compile_time_s for o in outs), **per_row)

@@ -13,6 +13,11 @@ as its own group of decoder tokens over the start token's cached keys and values
 state's encoder output, which is broadcast inside the attention products, never copied per
 candidate.
 
+With `chunk`, candidates beyond the prompt's pass run `chunk` at a time (`jax.lax.map` over
+groups of candidates), so the largest intermediate, the candidate tokens' logits
+`[B, chunk, L - 1, V]`, stays bounded however many candidates a state offers (ScienceWorld's
+lists run to thousands); the prompt is still encoded once per state.
+
 Everything in this module is a pure function of arrays of fixed (bucketed) shapes; padding rows,
 candidates and tokens are masked exactly.
 """
@@ -82,13 +87,39 @@ def _mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
       weights.sum(-1), 1.0)[:, None]
 
 
-def make_candidate_scorer(model: Decoder | T5) -> Callable[[dict, TokenBatch], Scores]:
+def over_chunks(fn: Callable[[jax.Array, jax.Array], jax.Array], cand_ids: jax.Array,
+                cand_mask: jax.Array, chunk: int | None) -> jax.Array:
+  """`fn(cand_ids, cand_mask) -> [B, K]`, run on `chunk` candidates at a time.
+
+  Args:
+    fn: a per-candidate function of `[B, C, L]` ids and mask, returning `[B, C]`.
+    cand_ids, cand_mask: `[B, K, L]`.
+    chunk: candidates per call; None (or at least K) calls `fn` once on all of them. K is padded
+      with masked candidates to a multiple of `chunk`.
+  """
+  b, k = cand_ids.shape[:2]
+  if chunk is None or chunk >= k:
+    return fn(cand_ids, cand_mask)
+  n = -(-k // chunk)
+  pad = [(0, 0), (0, n * chunk - k), (0, 0)]
+  ids, mask = jnp.pad(cand_ids, pad), jnp.pad(cand_mask, pad)
+
+  def split(x):  # [B, n * chunk, L] -> [n, B, chunk, L]
+    return jnp.moveaxis(x.reshape(b, n, chunk, x.shape[-1]), 1, 0)
+
+  out = jax.lax.map(lambda a: fn(*a), (split(ids), split(mask)))  # [n, B, chunk]
+  return jnp.moveaxis(out, 0, 1).reshape(b, n * chunk)[:, :k]
+
+
+def make_candidate_scorer(model: Decoder | T5, chunk: int | None = None
+                          ) -> Callable[[dict, TokenBatch], Scores]:
   """Builds `score(params, batch) -> Scores` for `model` (jit it, or call inside a jitted step).
 
-  A `T5` model gets `make_encoder_decoder_scorer`'s scorer.
+  A `T5` model gets `make_encoder_decoder_scorer`'s scorer. `chunk`: candidates decoded per pass
+  (see the module docstring); None decodes all of them at once.
   """
   if isinstance(model, T5):
-    return make_encoder_decoder_scorer(model)
+    return make_encoder_decoder_scorer(model, chunk)
 
   def score(params, batch: TokenBatch) -> Scores:
     prompt_mask = batch.prompt_mask
@@ -103,20 +134,25 @@ def make_candidate_scorer(model: Decoder | T5) -> Callable[[dict, TokenBatch], S
     first = _token_log_probs(model, params, h_last, batch.cand_ids[..., 0])  # [batch, candidates]
 
     cand_len = batch.cand_ids.shape[-1]
-    positions = n_prompt.astype(jnp.int32)[:, None, None] + jnp.arange(cand_len)  # [b, k, l]
     causal = jnp.tril(jnp.ones((cand_len, cand_len), bool))
-    mask = causal & batch.cand_mask[:, :, None, :]  # [batch, candidates, l(query), l(key)]
-    cand_hidden = model.apply({"params": params}, batch.cand_ids, positions, mask, kvs,
-                              prompt_mask, method=Decoder.extend)  # [batch, candidates, l, d]
-    rest = _token_log_probs(model, params, cand_hidden[:, :, :-1], batch.cand_ids[:, :, 1:])
-    total = jnp.where(batch.cand_mask[..., 0], first, 0.0) + jnp.where(
-        batch.cand_mask[..., 1:], rest, 0.0).sum(-1)
+
+    def rest(cand_ids, cand_mask):  # [batch, c, l] -> [batch, c]
+      positions = n_prompt.astype(jnp.int32)[:, None, None] + jnp.arange(cand_len)  # [b, c, l]
+      mask = causal & cand_mask[:, :, None, :]  # [batch, c, l(query), l(key)]
+      cand_hidden = model.apply({"params": params}, cand_ids, positions, mask, kvs,
+                                prompt_mask, method=Decoder.extend)  # [batch, c, l, d]
+      logp = _token_log_probs(model, params, cand_hidden[:, :, :-1], cand_ids[:, :, 1:])
+      return jnp.where(cand_mask[..., 1:], logp, 0.0).sum(-1)
+
+    total = jnp.where(batch.cand_mask[..., 0], first, 0.0) + over_chunks(
+        rest, batch.cand_ids, batch.cand_mask, chunk)
     return Scores(jnp.where(batch.cand_valid, total, _MASKED), features)
 
   return score
 
 
-def make_encoder_decoder_scorer(model: T5) -> Callable[[dict, TokenBatch], Scores]:
+def make_encoder_decoder_scorer(model: T5, chunk: int | None = None
+                                ) -> Callable[[dict, TokenBatch], Scores]:
   """Builds `score(params, batch) -> Scores` for a T5 model, the encoder run once per state.
 
   A candidate `a` of `l` tokens is scored as GLAM scores it with a seq2seq model: the decoder
@@ -129,7 +165,7 @@ def make_encoder_decoder_scorer(model: T5) -> Callable[[dict, TokenBatch], Score
   state: it gives the first token's log-probability of every candidate, and its keys and values
   become a shared decoder prefix. Every candidate then decodes `a_1 .. a_(l-1)` as its own group
   `[B, K, l - 1]`, attending causally to itself, to the start token and to the state's encoder
-  output, with no per-candidate copy of the encoder states.
+  output, with no per-candidate copy of the encoder states. `chunk`: candidates decoded per pass.
   """
   start_id = model.config.decoder_start_token_id
 
@@ -151,13 +187,17 @@ def make_encoder_decoder_scorer(model: T5) -> Callable[[dict, TokenBatch], Score
     total = jnp.where(batch.cand_mask[..., 0], first, 0.0)
     if cand_len > 1:
       prefix = [(kk[:, 0], vv[:, 0]) for kk, vv in kv_start]  # [batch, 1, h, d_kv]
-      inputs = batch.cand_ids[..., :-1]  # [batch, k, l - 1]: a_1 .. a_(l-1)
       causal = jnp.tril(jnp.ones((cand_len - 1, cand_len - 1), bool))
-      mask = causal & batch.cand_mask[:, :, None, :-1]  # [batch, k, l-1 (query), l-1 (key)]
-      hidden, _ = apply(params, inputs, mask, cross, prompt_mask, prefix, jnp.ones((b, 1), bool),
-                        method=T5.decode)  # [batch, k, l - 1, d]
-      rest = _token_log_probs(model, params, hidden, batch.cand_ids[..., 1:])
-      total = total + jnp.where(batch.cand_mask[..., 1:], rest, 0.0).sum(-1)
+
+      def rest(cand_ids, cand_mask):  # [batch, c, l] -> [batch, c]
+        inputs = cand_ids[..., :-1]  # [batch, c, l - 1]: a_1 .. a_(l-1)
+        mask = causal & cand_mask[:, :, None, :-1]  # [batch, c, l-1 (query), l-1 (key)]
+        hidden, _ = apply(params, inputs, mask, cross, prompt_mask, prefix,
+                          jnp.ones((b, 1), bool), method=T5.decode)  # [batch, c, l - 1, d]
+        logp = _token_log_probs(model, params, hidden, cand_ids[..., 1:])
+        return jnp.where(cand_mask[..., 1:], logp, 0.0).sum(-1)
+
+      total = total + over_chunks(rest, batch.cand_ids, batch.cand_mask, chunk)
     return Scores(jnp.where(batch.cand_valid, total, _MASKED), features)
 
   return score
@@ -180,14 +220,16 @@ def confidence(probs: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:
   return {"max_prob": top2[:, 0], "entropy": entropy, "margin": top2[:, 0] - second}
 
 
-def make_act_fn(model: Decoder | T5):
+def make_act_fn(model: Decoder | T5, chunk: int | None = None):
   """Builds `act(params, batch, temperature, key) -> dict` of everything a policy step reports.
+
+  `chunk`: candidates decoded per pass (`make_candidate_scorer`).
 
   Outputs: `log_probs` [B, K] (candidate scores), `probs` [B, K] (softmax at `temperature`,
   exactly 0 on padding), `greedy` and `sampled` [B] (candidate indices), `max_prob`, `entropy`,
   `margin` [B], and `features` [B, d] float32.
   """
-  scorer = make_candidate_scorer(model)
+  scorer = make_candidate_scorer(model, chunk)
 
   def act(params, batch: TokenBatch, temperature: jax.Array, key: jax.Array) -> dict:
     s = scorer(params, batch)

@@ -24,7 +24,7 @@ from londi_jax.switching.paired import BranchOutcome, paired_items, play_branch_
 from londi_jax.training import features as features_lib
 from londi_jax.training.lm import LMRunner, choose_actions, crn_uniform
 from londi_jax.training.members import make_add_pairs
-from londi_jax.training.rows import Row
+from londi_jax.training.rows import Row, make_env_fn
 
 CONTINUATIONS = ("small", "greedy")
 # greedy(phi [K, F], remaining [K], pair [K]) -> switches [K]: the switcher of each branch's pair.
@@ -54,6 +54,7 @@ class RowBranches:
     self.reward, self.continuation_kind, self.greedy = reward, continuation, greedy
     self.hold = int(config.switcher.hold)
     self._prompt_configs = {"small": small.prompt_config, "large": large.prompt_config}
+    self._make_env = make_env_fn(config)  # the run's backend and env_kwargs
     self._pool: list[Row] = []
     self.rows: list[Row] = []
     self.pair = np.zeros(0, np.int64)
@@ -71,7 +72,7 @@ class RowBranches:
     """
     n = len(snapshots)
     while len(self._pool) < 2 * n:
-      self._pool.append(Row(self._prompt_configs))
+      self._pool.append(Row(self._prompt_configs, self._make_env))
     self.rows = self._pool[:2 * n]
     for row, snap in zip(self.rows, list(snapshots) * 2):
       row.replay(snap)

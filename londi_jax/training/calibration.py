@@ -5,8 +5,10 @@ the large LM on the fraction of steps LONDI calls on; the test episodes then mea
 are. Both calibrations start from the small-only dev episodes (their max probabilities, their
 lengths) and take `rounds` fixed-point steps: each plays the current rule on the dev episodes and
 re-fits to the states (or lengths) that rule itself produced, keeping the setting whose dev rate
-came closest. A schedule's kind (`after` or `first`) is the one with the higher dev success. The
-SwiftSage-style trigger takes the setting of its grid whose dev rate comes closest.
+came closest. A schedule's kind (`after` or `first`) is the one with the higher dev quality. The
+SwiftSage-style trigger takes the setting of its grid whose dev rate comes closest (the higher dev
+quality among equally close ones). Quality is the mean score where the episodes have scores
+(ScienceWorld), else the success rate (`quality`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class DevCalibrator:
     return best
 
   def schedule(self, rate: float) -> tuple[str, int, dict]:
-    """The schedule (kind and `k`) calibrated to `rate` on dev with the higher dev success, and
+    """The schedule (kind and `k`) calibrated to `rate` on dev with the higher dev quality, and
     its dev result."""
     fitted = []
     for kind in ev.SCHEDULES:
@@ -69,27 +71,34 @@ class DevCalibrator:
           best = (kind, k, r)
         lengths = _lengths(r)
       fitted.append(best)
-    return max(fitted, key=lambda f: f[2]["success_rate"])
-
+    return max(fitted, key=lambda f: quality(f[2]))
 
   def trigger(self, rate: float, patiences, durations) -> tuple[int, int, dict]:
     """The trigger rule's `(patience, duration)` from the grid whose dev call rate is closest to
-    `rate` (the higher dev success among equally close ones), and its dev result."""
+    `rate` (the higher dev quality among equally close ones), and its dev result."""
     best = None
     for patience in patiences:
       for duration in durations:
         r = self.run(("trigger", patience, duration),
                      ev.trigger_rule(int(patience), int(duration)))
-        key = (abs(r["large_call_fraction"] - rate), -r["success_rate"])
+        key = (abs(r["large_call_fraction"] - rate), -quality(r))
         if best is None or key < best[0]:
           best = (key, int(patience), int(duration), r)
     return best[1:]
 
 
+def quality(result: dict) -> float:
+  """What calibration maximises: the mean score where the episodes have scores, else success."""
+  return result["mean_score"] if "mean_score" in result else result["success_rate"]
+
+
 def dev_summary(result: dict) -> dict:
-  """What a baseline's record keeps of its dev calibration run."""
+  """What a baseline's record keeps of its dev calibration run (its dev mean score too where the
+  episodes have scores)."""
   return {"dev_call_fraction": result["large_call_fraction"],
-          "dev_success_rate": result["success_rate"], "dev_episodes": result["num_episodes"]}
+          "dev_success_rate": result["success_rate"],
+          **({"dev_mean_score": result["mean_score"]} if "mean_score" in result else {}),
+          "dev_episodes": result["num_episodes"]}
 
 
 def _closer(a: dict, b: dict, rate: float) -> bool:

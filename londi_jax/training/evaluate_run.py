@@ -17,10 +17,19 @@ a hard budget `n`):
 
 `eval.baselines` names which rate-matched baselines are played (by default all but the trigger).
 
+Every method, and every dev calibration run, plays on the same rows (`episodes.EnvPool`), so the
+run's environments (ScienceWorld's JVMs, one per slot) start once for the whole evaluation.
+Where the episodes have scores (ScienceWorld), each method's line and the table show the mean
+score with its 95% interval.
+
 Under a hard budget every method is held to it, except small-only, large-only and the
 disagreement reference. `compute_relative_to_large` is a method's total FLOPs over the episodes
 divided by large-only's. `--seed S` plays test episodes `S * EVAL_SEED_STRIDE + k`, so different
 seeds never share an episode.
+
+Each test method's result is kept in `DIR/eval_partial/` as soon as it is played, so an
+evaluation cut off (ScienceWorld's take hours on a CPU) resumes at the method it was playing;
+the folder is removed once `eval.json` is written.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 from typing import Any, Callable
 
 import jax
@@ -39,11 +49,14 @@ from londi_jax.training import evaluation as ev
 from londi_jax.training import features as features_lib
 from londi_jax.training.calibration import DevCalibrator, dev_summary
 from londi_jax.training.checkpoint import CheckpointStore, load_config
+from londi_jax.training.episodes import EnvPool
 from londi_jax.training.lm import load_runners
 from londi_jax.training.members import make_members
+from londi_jax.training.rows import make_env_fn
 
 
 EVAL_SEED_STRIDE = 100_000  # test episodes per evaluation seed at most; seeds never overlap
+PARTIAL_DIR = "eval_partial"  # finished methods of an evaluation in progress
 DEV_CALIBRATION_SEED = 700_000  # dev episodes of calibration, apart from training's and periodic
                                 # evaluation's dev episodes
 
@@ -113,64 +126,81 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
   log(f"evaluating {workdir} ({which} checkpoint, step {step}) on {episodes} episodes, seed {seed}")
 
   results = {}
+  pool = EnvPool(ev.prompt_configs(small, large), make_env_fn(config))
 
   def play(method: ev.Method, split: str = "test", n: int = episodes, at: int = first_seed):
     bar = progress(f"{method.name} ({split})", n) if progress is not None else None
     try:
       r = ev.run_method(method, small, large, config, episodes=n, seed=at,
                         num_envs=min(num_envs, n), split=split, budget=budget,
-                        progress=None if bar is None else bar.update)
+                        progress=None if bar is None else bar.update, pool=pool)
     finally:
       if bar is not None:
         bar.close()
     r["budget"] = budget if method.budgeted else 0
     return r
 
+  # Each finished test method is kept here until eval.json is written, so an evaluation cut off
+  # (a long ScienceWorld one) resumes at the method it was playing.
+  partial = os.path.join(workdir, PARTIAL_DIR, f"{which}-{step}-{episodes}-{seed}")
+
   def run(method: ev.Method, note: str = "") -> dict:
-    r = results[method.name] = play(method)
-    log(f"  {method.name:<24s} success {r['success_rate']:.3f}  calls "
+    path = os.path.join(partial, f"{method.name}.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        r = results[method.name] = json.load(f)
+      note += f" (resumed from {os.path.relpath(path)})"
+    else:
+      r = results[method.name] = play(method)
+      _write_json(path, r)
+    score = (f"  score {r['mean_score']:.1f} ± {r['score_ci95']:.1f}" if "mean_score" in r
+             else "")
+    log(f"  {method.name:<24s} success {r['success_rate']:.3f}{score}  calls "
         f"{r['large_call_fraction']:.3f}  {r['seconds_per_step'] * 1e3:.1f} ms/step{note}")
     return r
 
-  dev = DevCalibrator(
-      lambda m: play(m, "dev", int(config.eval.get("dev_episodes", 200)),
-                     int(config.seed) + DEV_CALIBRATION_SEED),
-      rounds=int(config.eval.calibration_rounds))
-  for method in (ev.small_only(), ev.large_only(), ev.disagreement()):
-    if references and method.name in references:
-      results[method.name] = dict(references[method.name])
-      log(f"  {method.name:<24s} copied from the reference evaluation")
-    else:
-      run(method)
-  londi = ev.make_londi_rule_builder(config, num_envs)
-  params = jax.device_get(members.learner.q_params)
-  for k, cost in enumerate(costs):
-    q = jax.tree_util.tree_map(lambda x: jnp.asarray(x[k]), params)
-    info = dict(cost=cost, member=k)
-    label = functools.partial(method_label, cost=cost, budget=budget,
-                              member=k if costs.count(cost) > 1 else None)
-    rate = run(londi(q, label("londi"), **info))["large_call_fraction"]
-    if "random" in baselines:
-      run(ev.random_at_rate(rate, seed, label("random"), **info))
-    if "random_held" in baselines:
-      run(ev.random_held(rate, seed, hold, label("random_held"), **info))
-    if "confidence" in baselines:
-      threshold, calib = dev.confidence(rate)
-      run(ev.confidence_threshold(threshold, label("confidence"), **info,
-                                  calibration=dev_summary(calib)),
-          f" (threshold {threshold:.4f}; dev calls {calib['large_call_fraction']:.3f})")
-    if "schedule" in baselines:
-      kind, at, calib = dev.schedule(rate)
-      run(ev.schedule(kind, at, label("schedule"), **info,
-                      calibration=dev_summary(calib)),
-          f" ({kind} {at}; dev calls {calib['large_call_fraction']:.3f})")
-    if "trigger" in baselines:
-      grid = config.eval.trigger
-      patience, duration, calib = dev.trigger(rate, grid.patience, grid.duration)
-      run(ev.trigger_rule(patience, duration, label("trigger"), **info,
-                          calibration=dev_summary(calib)),
-          f" (patience {patience}, duration {duration}; dev calls "
-          f"{calib['large_call_fraction']:.3f})")
+  try:
+    dev = DevCalibrator(
+        lambda m: play(m, "dev", int(config.eval.get("dev_episodes", 200)),
+                       int(config.seed) + DEV_CALIBRATION_SEED),
+        rounds=int(config.eval.calibration_rounds))
+    for method in (ev.small_only(), ev.large_only(), ev.disagreement()):
+      if references and method.name in references:
+        results[method.name] = dict(references[method.name])
+        log(f"  {method.name:<24s} copied from the reference evaluation")
+      else:
+        run(method)
+    londi = ev.make_londi_rule_builder(config, num_envs)
+    params = jax.device_get(members.learner.q_params)
+    for k, cost in enumerate(costs):
+      q = jax.tree_util.tree_map(lambda x: jnp.asarray(x[k]), params)
+      info = dict(cost=cost, member=k)
+      label = functools.partial(method_label, cost=cost, budget=budget,
+                                member=k if costs.count(cost) > 1 else None)
+      rate = run(londi(q, label("londi"), **info))["large_call_fraction"]
+      if "random" in baselines:
+        run(ev.random_at_rate(rate, seed, label("random"), **info))
+      if "random_held" in baselines:
+        run(ev.random_held(rate, seed, hold, label("random_held"), **info))
+      if "confidence" in baselines:
+        threshold, calib = dev.confidence(rate)
+        run(ev.confidence_threshold(threshold, label("confidence"), **info,
+                                    calibration=dev_summary(calib)),
+            f" (threshold {threshold:.4f}; dev calls {calib['large_call_fraction']:.3f})")
+      if "schedule" in baselines:
+        kind, at, calib = dev.schedule(rate)
+        run(ev.schedule(kind, at, label("schedule"), **info,
+                        calibration=dev_summary(calib)),
+            f" ({kind} {at}; dev calls {calib['large_call_fraction']:.3f})")
+      if "trigger" in baselines:
+        grid = config.eval.trigger
+        patience, duration, calib = dev.trigger(rate, grid.patience, grid.duration)
+        run(ev.trigger_rule(patience, duration, label("trigger"), **info,
+                            calibration=dev_summary(calib)),
+            f" (patience {patience}, duration {duration}; dev calls "
+            f"{calib['large_call_fraction']:.3f})")
+  finally:
+    pool.close()
 
   large_flops = results["large_only"]["flops"]
   out = {
@@ -180,12 +210,19 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
       "seeds": ev.episode_seeds(first_seed, episodes, "test"),
       "methods": {name: ev.summary_fields(r, large_flops) for name, r in results.items()},
   }
-  tmp = os.path.join(workdir, "eval.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(out, f, indent=1, default=_json_default)
-  os.replace(tmp, os.path.join(workdir, "eval.json"))
+  _write_json(os.path.join(workdir, "eval.json"), out)
+  shutil.rmtree(os.path.join(workdir, PARTIAL_DIR), ignore_errors=True)
   log(ev.format_table(out["methods"]))
   return out
+
+
+def _write_json(path: str, data: Any) -> None:
+  """Writes `data` to `path` atomically (a temporary file renamed into place)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(data, f, indent=1, default=_json_default)
+  os.replace(tmp, path)
 
 
 def _json_default(x):

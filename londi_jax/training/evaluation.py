@@ -4,9 +4,12 @@ with compute accounting (docs/architecture.md: compute accounting).
 Every method plays the same episodes (`training.episodes`): episode `k` of
 `levels[k % len(levels)]` reset with seed `episode_seed(seed, k, split)`, and actions drawn from
 common random numbers (`lm.crn_uniform`), so two methods that make the same switches play the same
-trajectory. A method is a switching rule `g = rule(view)` over the rows in flight; the small LM
-scores every row (its features and confidence are the rule's input), the large LM only the rows
-with `g = 1` (every row for the disagreement reference, which compares both choices).
+trajectory. Episodes run on the run's environments (`rows.make_env_fn`: its backend and
+`env_kwargs`), on rows an `EnvPool` may keep from one method to the next. A method is a switching
+rule `g = rule(view)` over the rows in flight; the small LM scores every row (its features and
+confidence are the rule's input), the large LM only the rows with `g = 1` (every row for the
+disagreement reference, which compares both choices). Where the episodes have scores
+(ScienceWorld), a method's result holds their mean and its 95% interval too.
 
 Compute counts the forward FLOPs a method needs on each step: the small LM where the method needs
 it (every step, except for rules that need no LM output, random switching, schedules and
@@ -27,9 +30,9 @@ import numpy as np
 
 from londi_jax.switching import budget as budget_lib
 from londi_jax.training import features as features_lib
-from londi_jax.training.episodes import Act, Played, Schedule, play_episodes
+from londi_jax.training.episodes import Act, EnvPool, Played, Schedule, play_episodes
 from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform
-from londi_jax.training.rows import Row
+from londi_jax.training.rows import Row, make_env_fn
 
 # The baselines matched to each switcher's call rate, by name prefix; `eval.baselines` picks
 # among them (by default all but the trigger, which reads ScienceWorld's answers).
@@ -37,6 +40,7 @@ MEMBER_BASELINES = ("random", "random_held", "confidence", "schedule", "trigger"
 DEFAULT_BASELINES = MEMBER_BASELINES[:4]
 RANDOM_STREAM = 7  # crn stream of the random baselines' coins (actions use stream 0)
 SCHEDULES = ("after", "first")  # large from step k on; large for the first k steps
+Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 
 
 @dataclasses.dataclass
@@ -237,40 +241,66 @@ def method_act(method: Method, small: LMRunner, large: LMRunner, config, budget:
   return act
 
 
+def prompt_configs(small: LMRunner, large: LMRunner) -> dict[str, Any]:
+  """The rows' prompt configs of the two policies (an `EnvPool` for `run_method` uses these)."""
+  return {r.name: r.prompt_config for r in (small, large)}
+
+
 def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, episodes: int,
                seed: int, num_envs: int, split: str = "test", budget: int = 0,
-               progress: Callable[[int], Any] | None = None) -> dict:
+               progress: Callable[[int], Any] | None = None,
+               pool: EnvPool | None = None) -> dict:
   """Plays `episodes` episodes with one switching rule, under a hard budget of `budget` large
   calls per episode (0: none) when the method is `budgeted`.
 
   Args:
     progress: called with 1 after each finished episode.
+    pool: rows to play on, kept by the caller across methods (built with `prompt_configs(small,
+      large)` and `rows.make_env_fn(config)`); None builds the run's environments and ends them.
 
   Returns:
     Totals (`success_rate`, `mean_return`, `large_call_fraction`, `flops`, `steps`,
     `max_large_calls_per_episode`, `seconds_per_step` (wall time without the LMs' compilations),
-    `device_seconds_per_step`) and
-    `episodes`: per episode `seed`, `level`, `success`, `return`, `length`, `calls`; and
-    `small_max_prob`, the small LM's max probability at every visited state.
+    `device_seconds_per_step`; `mean_score` and `score_ci95` where the episodes have scores) and
+    `episodes`: per episode `seed`, `level`, `success`, `return`, `length`, `calls`, `score`;
+    and `small_max_prob`, the small LM's max probability at every visited state.
   """
   schedule = Schedule(tuple(config.levels), episodes, seed, split)
   tally = Tally()
   act = method_act(method, small, large, config, budget if method.budgeted else 0,
                    min(num_envs, episodes), tally)
-  played = play_episodes(schedule, {r.name: r.prompt_config for r in (small, large)}, num_envs,
-                         act, progress)
+  played = play_episodes(schedule, prompt_configs(small, large), num_envs, act, progress,
+                         make_env=make_env_fn(config), pool=pool)
   return method_result(method, played, tally)
+
+
+def has_scores(episodes: Sequence[dict]) -> bool:
+  """Whether every episode record carries a score (ScienceWorld's; BabyAI-Text's do not)."""
+  return bool(episodes) and all(e.get("score") is not None for e in episodes)
+
+
+def mean_and_ci95(values: Sequence[float]) -> tuple[float, float]:
+  """The mean of `values` and the half-width of its normal 95% interval (nan for one value)."""
+  values = np.asarray(values, np.float64)
+  half = (float(Z95 * np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1
+          else float("nan"))
+  return float(np.mean(values)), half
 
 
 def method_result(method: Method, played: Played, tally: Tally) -> dict:
   """The totals of `run_method` from the episodes' records and the tally."""
   eps, steps = played.episodes, tally.steps
+  scores = {}
+  if has_scores(eps):
+    mean, half = mean_and_ci95([e["score"] for e in eps])
+    scores = {"mean_score": mean, "score_ci95": half}
   return {
       "episodes": eps,
       "num_episodes": len(eps),
       "success_rate": float(np.mean([e["success"] for e in eps])),
       "mean_return": float(np.mean([e["return"] for e in eps])),
       "mean_length": float(np.mean([e["length"] for e in eps])),
+      **scores,
       "steps": steps,
       "large_calls": tally.calls,
       "large_call_fraction": tally.calls / steps,
@@ -411,11 +441,11 @@ def calibrate_threshold(max_probs: np.ndarray, rate: float) -> float:
 
 def summary_fields(result: dict, large_flops: float) -> dict:
   """The fields of `eval.json` for one method."""
-  keys = ("success_rate", "mean_return", "mean_length", "large_call_fraction",
-          "max_large_calls_per_episode", "seconds_per_step", "device_seconds_per_step", "flops",
-          "flops_by_model", "steps", "large_calls", "num_episodes", "cost", "member", "rate",
-          "threshold", "budget", "hold", "schedule", "k", "patience", "duration", "calibration",
-          "reference_flops")
+  keys = ("success_rate", "mean_score", "score_ci95", "mean_return", "mean_length",
+          "large_call_fraction", "max_large_calls_per_episode", "seconds_per_step",
+          "device_seconds_per_step", "flops", "flops_by_model", "steps", "large_calls",
+          "num_episodes", "cost", "member", "rate", "threshold", "budget", "hold", "schedule", "k",
+          "patience", "duration", "calibration", "reference_flops")
   out = {k: result[k] for k in keys if k in result}
   out["compute_relative_to_large"] = result["flops"] / large_flops
   if "reference_flops" in result:
@@ -425,11 +455,15 @@ def summary_fields(result: dict, large_flops: float) -> dict:
 
 
 def format_table(methods: dict[str, dict]) -> str:
-  """A Markdown table of the methods' main numbers."""
-  lines = ["| method | success | return | large calls | compute / large | max calls/ep | s/step |",
-           "|---|---|---|---|---|---|---|"]
+  """A Markdown table of the methods' main numbers (with the mean score and its 95% interval
+  first when the episodes have scores)."""
+  scored = all("mean_score" in m for m in methods.values())
+  lines = ["| method | " + ("score | " if scored else "") + "success | return | large calls | "
+           "compute / large | max calls/ep | s/step |",
+           "|---|---|---|---|---|---|---|" + ("---|" if scored else "")]
   for name, m in methods.items():
-    lines.append(f"| {name} | {m['success_rate']:.3f} | {m['mean_return']:.3f} | "
+    score = f"{m['mean_score']:.1f} ± {m['score_ci95']:.1f} | " if scored else ""
+    lines.append(f"| {name} | {score}{m['success_rate']:.3f} | {m['mean_return']:.3f} | "
                  f"{m['large_call_fraction']:.3f} | {m['compute_relative_to_large']:.3f} | "
                  f"{m['max_large_calls_per_episode']} | {m['seconds_per_step'] * 1e3:.2f} ms |")
   return "\n".join(lines)

@@ -50,8 +50,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from londi_jax import envs
 from londi_jax.envs.vector import call_all
-from londi_jax.envs.workers import BACKENDS, env_factory
+from londi_jax.envs.workers import BACKENDS
 from londi_jax.policies.policy import PolicyOutput
 from londi_jax import runtime as runtime_lib
 from londi_jax.switching import budget as budget_lib
@@ -60,16 +61,18 @@ from londi_jax.training import evaluation as eval_lib
 from londi_jax.training.branches import CONTINUATIONS, PairedTargets
 from londi_jax.training import features as features_lib
 from londi_jax.training.checkpoint import CheckpointStore, check_config, config_dict
+from londi_jax.training.episodes import EnvPool
 from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform, load_runners
 from londi_jax.training.members import TARGETS, make_members
 from londi_jax.training.metrics import MetricsWriter
-from londi_jax.training.rows import Row, TrainRows
+from londi_jax.training.rows import Row, TrainRows, make_env_fn
 
 MEASURE_DECAY = 0.99  # of the exponential average of the greedy call rate
 PERIODIC_EVAL_SEED = 500_000  # periodic evaluations play `dev` seeds far from training's
 
 
 REWARDS = ("env", "success", "score")
+SCORE_SCALE = 100.0  # the most an episode scores (ScienceWorld's `info["max_score"]`)
 
 
 def switcher_reward(kind: str, reward: float, done: bool, info: dict) -> float:
@@ -77,11 +80,14 @@ def switcher_reward(kind: str, reward: float, done: bool, info: dict) -> float:
   `1 - 0.9 t / T` on success, so it also prices speed), 1 on success and 0 otherwise (`success`,
   the rate the reports measure), or the score's increment over the most an episode can score
   (`score`: ScienceWorld's 0-100 score, so an episode's rewards sum to its final score in
-  [0, 1]). Evaluation always reports success and the environment's return."""
+  [0, 1]). Evaluation always reports success and the environment's return, and the final score
+  where episodes have one."""
   if kind == "success":
     return float(done and bool(info.get("success")))
   if kind == "score":
     if "max_score" not in info:
+      if info.get("worker_restarted"):
+        return 0.0  # a step lost with its worker: it scored nothing
       raise ValueError("reward 'score' needs an environment whose step info has 'max_score' "
                        "(ScienceWorld); use 'success' or 'env'")
     return reward / float(info["max_score"])
@@ -93,6 +99,8 @@ class Interrupted(RuntimeError):
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  for level in config.levels:
+    envs.check(level)  # an unknown id names the known ones before any environment starts
   if config.checkpoint_every % config.log_every or (
       config.eval_every and config.eval_every % config.log_every):
     raise ValueError("checkpoint_every and eval_every must be multiples of log_every, got "
@@ -108,16 +116,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"policies.action must be sampled or greedy, got {config.policies.action!r}")
   if config.get("envs") is not None and config.envs.backend not in BACKENDS:
     raise ValueError(f"envs.backend must be one of {BACKENDS}, got {config.envs.backend!r}")
-
-
-def make_env_fn(config: ml_collections.ConfigDict) -> Callable[[str], Any]:
-  """Builds a row's environments per `config.envs` (`backend`, `ray_address`, `timeout_s`);
-  in this process when the config has no `envs` block."""
-  cfg = config.get("envs")
-  if cfg is None:
-    return env_factory("local")
-  return env_factory(cfg.backend, ray_address=cfg.get("ray_address", ""),
-                     timeout_s=float(cfg.get("timeout_s", 60.0)))
 
 
 # -- the algorithm's host state ----------------------------------------------------------------
@@ -508,11 +506,12 @@ class Trainer:
     # With several processes each evaluates a block of the members.
     mine = np.array_split(np.arange(self.num_members), self.placement.process_count)[
         self.placement.process_index]
-    for k in mine:
-      q = jax.tree_util.tree_map(lambda x, k=k: jnp.asarray(x[k]), params)
-      out.append(eval_lib.run_method(londi(q), self.small, self.large, cfg, episodes=episodes,
-                                     seed=seed, num_envs=num_envs, split=split,
-                                     budget=self.budget))
+    with EnvPool(eval_lib.prompt_configs(self.small, self.large), make_env_fn(cfg)) as pool:
+      for k in mine:
+        q = jax.tree_util.tree_map(lambda x, k=k: jnp.asarray(x[k]), params)
+        out.append(eval_lib.run_method(londi(q), self.small, self.large, cfg, episodes=episodes,
+                                       seed=seed, num_envs=num_envs, split=split,
+                                       budget=self.budget, pool=pool))
     return [r for part in self.placement.gather_objects(out) for r in part]
 
   def _periodic_eval(self) -> float:
@@ -520,17 +519,22 @@ class Trainer:
                                     int(self.config.seed) + PERIODIC_EVAL_SEED, "dev")
     record = {"kind": "eval", "step": self.step, "members": [
         {"cost": c, "success_rate": r["success_rate"], "mean_return": r["mean_return"],
+         **({"mean_score": r["mean_score"]} if "mean_score" in r else {}),
          "large_call_fraction": r["large_call_fraction"],
          "calls_per_episode": r["large_calls"] / r["num_episodes"]}
         for c, r in zip(self.costs, results)]}
     self._write(record)
     # The switcher's own objective, its reward minus the price of its calls, averaged over members.
-    gain = "success_rate" if self.config.reward == "success" else "mean_return"
-    score = float(np.mean([m[gain] - m["cost"] * m["calls_per_episode"]
-                           for m in record["members"]]))
+    reward = self.config.reward
+    gains = [m["success_rate"] if reward == "success" else
+             m["mean_score"] / SCORE_SCALE if reward == "score" else m["mean_return"]
+             for m in record["members"]]
+    score = float(np.mean([g - m["cost"] * m["calls_per_episode"]
+                           for g, m in zip(gains, record["members"])]))
     self.log(f"eval step {self.step}: " + " | ".join(
-        f"c={m['cost']:g}: success {m['success_rate']:.3f} calls {m['large_call_fraction']:.3f}"
-        for m in record["members"]))
+        f"c={m['cost']:g}: success {m['success_rate']:.3f}"
+        + (f" score {m['mean_score']:.1f}" if "mean_score" in m else "")
+        + f" calls {m['large_call_fraction']:.3f}" for m in record["members"]))
     return score
 
   def save(self, score: float | None = None) -> None:

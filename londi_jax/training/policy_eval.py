@@ -1,4 +1,5 @@
-"""Success rate of one LM policy on a level mix, with a 95% interval (`launch.pretrain`)."""
+"""Success rate (and mean score, where episodes have one) of one LM policy on a level mix, with
+95% intervals (`launch.pretrain`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from londi_jax import envs
 from londi_jax.policies.policy import Policy, PolicyOutput
 from londi_jax.training.episodes import Schedule, play_episodes
+from londi_jax.training.evaluation import mean_and_ci95
 from londi_jax.training.rows import Row
 
 NAME = "policy"  # the rows' name of the one prompt history
@@ -46,7 +49,8 @@ class _Tally:
 
 def evaluate_policy(policy: Policy, prompt_config: Any, env_ids: Sequence[str], episodes: int, *,
                     seed: int = 0, split: str = "test", num_envs: int = 32, mode: str = "sampled",
-                    progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
+                    progress: Callable[[int], Any] | None = None,
+                    env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
   """Plays `episodes` episodes, episode `k` of `env_ids[k % len(env_ids)]` with the reset seed
   `londi_jax.envs.seeds.episode_seed(seed, k, split)` (the `test` split never meets training
   seeds), on `training.episodes.play_episodes`.
@@ -62,11 +66,13 @@ def evaluate_policy(policy: Policy, prompt_config: Any, env_ids: Sequence[str], 
     num_envs: episodes played at once (one batched policy call per step).
     mode: `sampled` (from the action distribution, as GLAM evaluates) or `greedy`.
     progress: called with 1 after each finished episode.
+    env_kwargs: keyword arguments of `envs.make` (ScienceWorld's `step_limit`, ...).
 
   Returns:
     `episodes`, `successes`, `success_rate`, `ci95`, `mode`, `per_level` (episodes, successes,
     success_rate, ci95), `steps`, `mean_length`, `flops_per_step`, `mean_prompt_tokens` and
-    `device_time_per_call_s`.
+    `device_time_per_call_s`; where episodes have scores (ScienceWorld's 0-100) also
+    `mean_score` and `score_ci95`, overall and per level.
   """
   if mode not in ("sampled", "greedy"):
     raise ValueError(f"mode must be sampled or greedy, got {mode!r}")
@@ -80,23 +86,35 @@ def evaluate_policy(policy: Policy, prompt_config: Any, env_ids: Sequence[str], 
     actions = out.sampled_action if mode == "sampled" else out.greedy_action
     return actions, np.zeros(len(rows), np.int64)
 
+  kwargs = dict(env_kwargs or {})
   played = play_episodes(Schedule(tuple(env_ids), episodes, seed, split), {NAME: prompt_config},
-                         num_envs, act, progress)
+                         num_envs, act, progress,
+                         make_env=lambda env_id: envs.make(env_id, **kwargs))
   return _summary(played.episodes, tally, mode)
 
 
+def _scores(records: list[dict[str, Any]]) -> dict[str, Any]:
+  scores = [e.get("score") for e in records]
+  if not scores or any(x is None for x in scores):
+    return {}
+  mean, half = mean_and_ci95(scores)
+  return {"mean_score": mean, "score_ci95": [mean - half, mean + half]}
+
+
 def _summary(records: list[dict[str, Any]], tally: _Tally, mode: str) -> dict[str, Any]:
-  by_level: dict[str, list[int]] = {}
+  by_level: dict[str, list[dict[str, Any]]] = {}
   for e in records:
-    by_level.setdefault(e["level"], []).append(int(e["success"]))
+    by_level.setdefault(e["level"], []).append(e)
   n, s = len(records), sum(int(e["success"]) for e in records)
   steps = tally.steps
   return {
       "episodes": n, "successes": s, "success_rate": s / n if n else float("nan"),
       "ci95": list(wilson_interval(s, n)), "mode": mode,
-      "per_level": {k: {"episodes": len(v), "successes": int(sum(v)),
-                        "success_rate": float(np.mean(v)),
-                        "ci95": list(wilson_interval(int(sum(v)), len(v)))}
+      **_scores(records),
+      "per_level": {k: {"episodes": len(v), "successes": sum(int(e["success"]) for e in v),
+                        "success_rate": float(np.mean([e["success"] for e in v])),
+                        "ci95": list(wilson_interval(sum(int(e["success"]) for e in v), len(v))),
+                        **_scores(v)}
                     for k, v in sorted(by_level.items())},
       "steps": steps, "mean_length": steps / n if n else float("nan"),
       "flops_per_step": tally.flops / steps if steps else float("nan"),
@@ -104,3 +122,17 @@ def _summary(records: list[dict[str, Any]], tally: _Tally, mode: str) -> dict[st
       "device_time_per_call_s": (tally.device_time / tally.timed_calls if tally.timed_calls
                                  else float("nan")),
   }
+
+
+def compare_pair(summary: dict[str, Any], metric: str, gap_key: str) -> str | None:
+  """Adds `flops_ratio_large_to_small` and the large policy's lead in `metric` (`success_rate`
+  or `mean_score`) as `gap_key` to a pretraining summary once both policies are evaluated;
+  returns a line saying both (None before)."""
+  pols = summary["policies"]
+  if "small" not in pols or "large" not in pols:
+    return None
+  ratio = pols["large"]["flops_per_step"] / pols["small"]["flops_per_step"]
+  gap = pols["large"][metric] - pols["small"][metric]
+  summary["flops_ratio_large_to_small"] = ratio
+  summary[gap_key] = gap
+  return f"large/small FLOPs per step: {ratio:.1f}x; {metric} gap {gap:.3g}"

@@ -5,19 +5,56 @@ family: its prompt histories come from `envs.prompt_history` and its time from `
 Every episode is reset from a seed and every action is recorded, so a row's state is exactly
 `(seed, actions)`: a checkpoint stores that and `Row.replay` rebuilds the environment and both
 prompt histories by playing the actions again (the environments are deterministic given a seed).
+
+`make_env_fn(config)` builds a run's environments: in the backend of `config.envs` and with the
+keyword arguments of `config.env_kwargs` (ScienceWorld's step limit and simplification), for the
+training rows, the evaluation rows and the calibration rows alike.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+import ml_collections
+
 from londi_jax import envs
 from londi_jax.envs.base import PromptHistory
 from londi_jax.envs.seeds import episode_seed
+from londi_jax.envs.workers import env_factory
+
+
+def env_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The keyword arguments every environment of a run is built with (`config.env_kwargs`; none
+  when the config has no such field, as BabyAI-Text's)."""
+  kwargs = config.get("env_kwargs")
+  if kwargs is None:
+    return {}
+  return kwargs.to_dict() if isinstance(kwargs, ml_collections.ConfigDict) else dict(kwargs)
+
+
+def make_env_fn(config: ml_collections.ConfigDict) -> Callable[[str], Any]:
+  """`make(env_id) -> TextEnv` for a run: the backend of `config.envs` (`backend`,
+  `ray_address`, `timeout_s`; in this process when the config has no `envs` block) and the
+  keyword arguments of `env_kwargs(config)`."""
+  cfg = config.get("envs")
+  if cfg is None:
+    make = env_factory("local")
+  else:
+    make = env_factory(cfg.backend, ray_address=cfg.get("ray_address", ""),
+                       timeout_s=float(cfg.get("timeout_s", 60.0)))
+  kwargs = env_kwargs(config)
+  if not kwargs:
+    return make
+  return lambda env_id: make(env_id, **kwargs)
 
 
 class Row:
   """One environment slot; it may play different levels (one environment object per level).
+
+  Attributes:
+    score: the latest score of the current episode (`info["score"]`, or `obs.extra["score"]`
+      after a reset; ScienceWorld's 0-100), None for environments without scores (BabyAI-Text).
+      A step that ends without a score (a restarted worker's) keeps the one before.
 
   Args:
     prompt_configs: per policy name, its prompt config (a saved mapping of the family's
@@ -41,6 +78,7 @@ class Row:
     self.rewards: list[float] = []
     self.episode_return = 0.0
     self.calls = 0
+    self.score: float | None = None
 
   def start(self, env_id: str, seed: int) -> None:
     """Resets to a new episode of `env_id` with reset seed `seed`."""
@@ -53,6 +91,7 @@ class Row:
     for h in self.histories.values():
       h.reset(self.obs)
     self.t, self.actions, self.rewards, self.episode_return, self.calls = 0, [], [], 0.0, 0
+    self.score = self.obs.extra.get("score")
 
   def prompt(self, name: str) -> str:
     """The prompt of policy `name` for the next action."""
@@ -79,6 +118,8 @@ class Row:
     self.rewards.append(float(reward))
     self.episode_return += float(reward)
     self.calls += int(switch)
+    if info.get("score") is not None:
+      self.score = info["score"]
     return float(reward), bool(done), info
 
   def snapshot(self) -> dict[str, Any]:

@@ -9,7 +9,9 @@ training seed, evaluated against every baseline, then aggregated over seeds.
 Every stage resumes: a finished training run is not retrained and an existing `eval.json` is
 kept. Over seeds, a cost's paired difference to a baseline is taken per test episode (each seed's
 member against the baseline matched to that member's rate, averaged over seeds) with a 95%
-interval over episodes; `seed_means` lists each seed's own mean difference.
+interval over episodes; `seed_means` lists each seed's own mean difference. The differences are
+of the final score (0-100) where every episode has one (ScienceWorld; the means then hold
+`mean_score` and `score_by_seed` too), else of success.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from londi_jax.training.evaluate_run import evaluate_run  # noqa: E402
 from londi_jax.training.lm import load_runners  # noqa: E402
 from londi_jax.training.loop import train  # noqa: E402
 from londi_jax.training.main_job import pretrain, resolved  # noqa: E402
+from londi_jax.training.rows import env_kwargs  # noqa: E402
 
 METHODS = ("londi", *report_lib.BASELINES[1:])  # per member; large-only is shared
 
@@ -70,6 +73,7 @@ def aggregate(eval_result: dict, costs, seeds: int) -> dict:
   """Per cost: LONDI's and each baseline's means over the cost's members, and LONDI's paired
   differences to each baseline (see the module docstring)."""
   methods = eval_result["methods"]
+  metric = report_lib.metric_of(methods.values())
   by_prefix = {p: dict(report_lib.member_methods(methods, p)) for p in METHODS}
   out = {}
   for i, cost in enumerate(costs):
@@ -84,7 +88,7 @@ def aggregate(eval_result: dict, costs, seeds: int) -> dict:
       for m in members:
         base = report_lib.baseline_of(methods, prefix, m)
         if base is not None and m in by_prefix["londi"]:
-          diffs.append(report_lib.paired_differences(by_prefix["londi"][m], base))
+          diffs.append(report_lib.paired_differences(by_prefix["londi"][m], base, metric))
       if diffs:
         mean, se = report_lib.mean_and_se(np.mean(diffs, axis=0))  # episodes, seed-averaged
         entry[f"vs_{prefix}"] = {"mean": mean, "ci95": report_lib.Z95 * se,
@@ -97,30 +101,42 @@ def _means(runs: list[dict]) -> dict:
   keys = ("success_rate", "large_call_fraction", "compute_relative_to_large")
   out = {k: float(np.mean([r[k] for r in runs])) for k in keys}
   out["success_by_seed"] = [r["success_rate"] for r in runs]
+  if all("mean_score" in r for r in runs):
+    out["mean_score"] = float(np.mean([r["mean_score"] for r in runs]))
+    out["score_by_seed"] = [r["mean_score"] for r in runs]
   return out
 
 
+def _scored(summary: dict) -> bool:
+  """Whether the sweep's quality is the score: every LONDI entry has a mean score."""
+  return all("mean_score" in e["londi"] for per_cost in summary["variants"].values()
+             for e in per_cost.values())
+
+
 def plot(summary: dict, path: str) -> None:
-  """Success against compute relative to large-only: each variant's LONDI per cost (bars: 95%
-  interval over training seeds), the baselines at its rates, and the references."""
+  """Quality (success, or the mean score) against compute relative to large-only: each
+  variant's LONDI per cost (bars: 95% interval over training seeds), the baselines at its rates,
+  and the references."""
+  key, by_seed = ("mean_score", "score_by_seed") if _scored(summary) else (
+      "success_rate", "success_by_seed")
   fig, ax = plt.subplots(figsize=(7.0, 4.8))
   refs = summary["references"]
   for name, marker in (("small_only", "v"), ("large_only", "D")):
-    ax.plot([refs[name]["compute_relative_to_large"]], [refs[name]["success_rate"]], marker,
+    ax.plot([refs[name]["compute_relative_to_large"]], [refs[name][key]], marker,
             color="grey", markersize=8, label=name.replace("_", "-"))
   for variant, per_cost in summary["variants"].items():
     pts = sorted(per_cost.items(), key=lambda kv: kv[1]["londi"]["compute_relative_to_large"])
     xs = [e["londi"]["compute_relative_to_large"] for _, e in pts]
-    ys = [e["londi"]["success_rate"] for _, e in pts]
-    err = [_t95(e["londi"]["success_by_seed"]) for _, e in pts]
+    ys = [e["londi"][key] for _, e in pts]
+    err = [_t95(e["londi"][by_seed]) for _, e in pts]
     ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=f"LONDI ({variant})")
     for prefix, style in (("random_held", "s--"), ("schedule", "x:")):
       bx = [e[prefix]["compute_relative_to_large"] for _, e in pts if prefix in e]
-      by = [e[prefix]["success_rate"] for _, e in pts if prefix in e]
+      by = [e[prefix][key] for _, e in pts if prefix in e]
       if bx:
         ax.plot(bx, by, style, label=f"{prefix} at LONDI's rate ({variant})")
   ax.set_xlabel("compute relative to large-only (forward FLOPs)")
-  ax.set_ylabel("success rate")
+  ax.set_ylabel("mean score (0-100)" if key == "mean_score" else "success rate")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, loc="best")
   fig.tight_layout()
@@ -138,25 +154,35 @@ def _t95(values) -> float:
 def report_lines(summary: dict) -> list[str]:
   compared = {k for per_cost in summary["variants"].values() for e in per_cost.values() for k in e}
   prefixes = [p for p in report_lib.BASELINES if f"vs_{p}" in compared]
+  metric = "score" if _scored(summary) else "success"
+  digits = 1 if metric == "score" else 3
   lines = ["# LONDI sweep", "",
            f"{summary['episodes']} test episodes per method, {summary['seeds']} training seeds "
-           "per cost. Differences are LONDI minus the baseline matched to each seed's call rate, "
+           "per cost. Differences are "
+           + ("of the final score (0-100), " if metric == "score" else "")
+           + "LONDI minus the baseline matched to each seed's call rate, "
            "per test episode averaged over seeds (mean ± 95% interval over episodes; each seed's "
            "own mean in brackets).", "",
            *report_lib.comparison_header(
-               ["variant", "cost", "success", "calls", "compute / large"], prefixes)]
+               ["variant", "cost"] + (["score"] if metric == "score" else [])
+               + ["success", "calls", "compute / large"], prefixes)]
   for variant, per_cost in summary["variants"].items():
     for cost, e in per_cost.items():
-      cells = [variant, cost, f"{e['londi']['success_rate']:.3f}",
-               f"{e['londi']['large_call_fraction']:.3f}",
-               f"{e['londi']['compute_relative_to_large']:.3f}"]
+      cells = [variant, cost]
+      if metric == "score":
+        cells.append(f"{e['londi']['mean_score']:.1f}")
+      cells += [f"{e['londi']['success_rate']:.3f}", f"{e['londi']['large_call_fraction']:.3f}",
+                f"{e['londi']['compute_relative_to_large']:.3f}"]
       for prefix in prefixes:
         d = e.get(f"vs_{prefix}")
-        cells.append("-" if d is None else f"{d['mean']:+.3f} ± {d['ci95']:.3f} "
-                     f"[{', '.join(f'{x:+.3f}' for x in d['seed_means'])}]")
+        cells.append("-" if d is None else
+                     report_lib.format_difference(d["mean"], d["ci95"], metric)
+                     + f" [{', '.join(f'{x:+.{digits}f}' for x in d['seed_means'])}]")
       lines.append("| " + " | ".join(cells) + " |")
   refs = summary["references"]
-  lines += ["", f"small-only {refs['small_only']['success_rate']:.3f}, large-only "
+  scores = (f"mean score small-only {refs['small_only']['mean_score']:.1f}, large-only "
+            f"{refs['large_only']['mean_score']:.1f}; success " if metric == "score" else "")
+  lines += ["", f"{scores}small-only {refs['small_only']['success_rate']:.3f}, large-only "
             f"{refs['large_only']['success_rate']:.3f}; the disagreement reference calls on "
             f"{refs['disagreement']['large_call_fraction']:.3f} of steps at large-only's success "
             f"(compute {refs['disagreement']['compute_relative_to_large']:.3f}, "
@@ -172,11 +198,21 @@ def _references(first, config) -> dict | None:
     return None
   result, first_config = first
   played = lambda c: (c.policies.to_dict(), tuple(c.levels), c.reward, c.eval.episodes,
-                      c.eval.seed, c.eval.num_envs)
+                      c.eval.seed, c.eval.num_envs, env_kwargs(c))
   same = played(first_config) == played(config)
   if not same:
     return None
   return {k: result["methods"][k] for k in ("small_only", "large_only", "disagreement")}
+
+
+def _reference_fields(method: dict) -> dict:
+  """What `sweep.json` keeps of a reference method (its mean score where it has one)."""
+  fields = ("success_rate", "large_call_fraction", "compute_relative_to_large",
+            "compute_with_reference_passes")
+  out = {f: method.get(f) for f in fields}
+  if "mean_score" in method:
+    out["mean_score"] = method["mean_score"]
+  return out
 
 
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
@@ -207,9 +243,8 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
     references = references or (result, config)
     summary["variants"][name] = aggregate(result, sweep.costs, int(sweep.seeds))
     summary["episodes"] = result["episodes"]
-    summary["references"] = {k: {f: result["methods"][k].get(f) for f in (
-        "success_rate", "large_call_fraction", "compute_relative_to_large",
-        "compute_with_reference_passes")} for k in ("small_only", "large_only", "disagreement")}
+    summary["references"] = {k: _reference_fields(result["methods"][k])
+                             for k in ("small_only", "large_only", "disagreement")}
   with open(os.path.join(workdir, "sweep.json"), "w") as f:
     json.dump(summary, f, indent=1)
   plot(summary, os.path.join(workdir, report_lib.PLOT_NAME))

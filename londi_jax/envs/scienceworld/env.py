@@ -1,18 +1,24 @@
 """ScienceWorld (Wang et al. 2022) behind the project's `TextEnv` protocol.
 
-    env = londi_jax.envs.make("scienceworld/boil", split="train")   # or "scienceworld/1-1"
-    obs = env.reset(seed=0)          # the split's variation number 0 (fixed order)
+    env = londi_jax.envs.make("scienceworld/boil")   # or "scienceworld/1-1"
+    obs = env.reset(seed=0)          # train variation number 0 (fixed order)
+    obs = env.reset(seed=episode_seed(0, 3, "test"))   # test variation number 3
     obs, reward, done, info = env.step("go to kitchen")
     env.close()
+
+The reset seed picks the variation: by default its seed range (`londi_jax.envs.seeds.split_of`)
+names the split and its index within the range the variation, so the `train`, `dev` and `test`
+episodes of the loop and the evaluation play the simulator's train, dev and test variations;
+`split=` fixes the split for every seed instead.
 
 The simulator runs in a JVM that is started on the first `reset` and ended by `close()`, by the
 context manager's exit or at interpreter exit. `reward` is the change of the score (0-100; a
 failed task, which the simulator scores -100, counts as 0), `info["score"]` the score (out of
 `info["max_score"]`, 100), `info["success"]` whether the task was completed, `info["truncated"]`
-whether the step limit ended the episode. `step` passes any text to the simulator, whose parser accepts more than its lists
-(an unknown command answers `No known action matches that input.`); an ambiguous command is
-resolved by choosing the simulator's first reading (`info["ambiguous"]`), as the gold paths do.
-`obs.valid_actions` are the candidates of `candidates_lib.build_candidates`.
+whether the step limit ended the episode. `step` passes any text to the simulator, whose parser
+accepts more than its lists (an unknown command answers `No known action matches that input.`);
+an ambiguous command is resolved by choosing the simulator's first reading (`info["ambiguous"]`),
+as the gold paths do. `obs.valid_actions` are the candidates of `candidates_lib.build_candidates`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 
 from londi_jax.envs.scienceworld import candidates as candidates_lib
 from londi_jax.envs.base import Observation
+from londi_jax.envs.seeds import split_of
 from londi_jax.envs.workers import EnvCrashed
 
 _LOG = logging.getLogger(__name__)
@@ -35,6 +42,9 @@ _AMBIGUOUS = "Ambiguous request"
 _JVM_EXIT_WAIT_S = 2.0
 SPLITS = ("train", "dev", "test")
 MAX_SCORE = 100
+# Each environment object holds a JVM of about half a gigabyte: episode runners keep one
+# environment per slot (`londi_jax.envs.heavy`).
+HEAVY = True
 _LIVE: "weakref.WeakSet[ScienceWorld]" = weakref.WeakSet()
 
 
@@ -93,25 +103,28 @@ class ScienceWorld:
     gold_actions: the gold path of the current episode (only with `gold_path=True`).
   """
 
-  def __init__(self, task: str, *, split: str = "train", variation: int | None = None,
+  def __init__(self, task: str, *, split: str | None = None, variation: int | None = None,
                simplification: str = "easy", step_limit: int = 100,
                shuffle_seed: int | None = None, gold_path: bool = False):
     """Describes the environment; the JVM starts on the first `reset`.
 
     Args:
       task: a task name (`boil`) or id (`1-1`).
-      split: whose variations `reset(seed=k)` takes: `train`, `dev` or `test`.
+      split: whose variations `reset(seed=k)` takes: `train`, `dev` or `test` (the `k`-th,
+        modulo their number); None takes the split whose seed range holds `k`
+        (`envs.seeds.split_of(k) == (split, i)`: that split's `i`-th variation, modulo their
+        number).
       variation: a fixed variation for every episode (overrides `split`).
       simplification: the simulator's simplification string (`easy`, as SwiftSage used, or a
         comma-separated list of `get_possible_simplifications()`; "" for none).
       step_limit: steps after which an episode ends as truncated.
-      shuffle_seed: None takes the split's variations in increasing order (`seed=k` is the k-th,
-        modulo their number); an int takes them in an order shuffled by this seed instead.
+      shuffle_seed: None takes each split's variations in increasing order; an int takes them
+        in an order shuffled by this seed instead.
       gold_path: whether to have the simulator generate each episode's gold path.
     """
     if not accepts(task):
       raise ValueError(f"unknown ScienceWorld task {task!r}; known: {', '.join(known_ids())}")
-    if split not in SPLITS:
+    if split is not None and split not in SPLITS:
       raise ValueError(f"unknown split {split!r}; splits are {SPLITS}")
     self.task = task_name(task)
     self.split = split
@@ -178,8 +191,9 @@ class ScienceWorld:
   # Variations.
 
   def variations(self, split: str | None = None) -> tuple[int, ...]:
-    """A split's variations (this environment's split by default), in the order of `reset`."""
-    split = split or self.split
+    """A split's variations in the order of `reset`: by default this environment's fixed split,
+    or `train` when the split follows the reset seed."""
+    split = split or self.split or "train"
     if split not in self._variations:
       if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits are {SPLITS}")
@@ -209,8 +223,9 @@ class ScienceWorld:
     if seed is None:
       seed = self._next_seed
     self._next_seed = seed + 1
-    order = self.variations()
-    return order[seed % len(order)]
+    split, index = (self.split, seed) if self.split is not None else split_of(seed)
+    order = self.variations(split)
+    return order[index % len(order)]
 
   # The protocol.
 

@@ -38,7 +38,8 @@ def play_gold(env, seed: int, config: PromptConfig = PromptConfig()
 
   Returns:
     `(steps, outcome)`: per step a dict with `step`, `prompt`, `action`, `gold_action`,
-    `covered`, `valid_actions`, `mission`, `observation`, `inventory`, `score`; and the episode's
+    `covered`, `valid_actions`, `mission`, `observation`, `look`, `inventory`, `score` (enough
+    for `prompts.episode_prompts` to rebuild the prompt in any template); and the episode's
     `variation`, `success`, `score`, `length`, `gold_length`, `covered`, `uncovered` (the gold
     actions without a candidate) and `candidates` (the list's size at each step).
   """
@@ -58,8 +59,8 @@ def play_gold(env, seed: int, config: PromptConfig = PromptConfig()
     steps.append({"step": len(steps), "prompt": history.prompt(), "action": action,
                   "gold_action": gold_action, "covered": match is not None,
                   "valid_actions": list(obs.valid_actions), "mission": obs.mission,
-                  "observation": obs.extra["observation"], "inventory": obs.extra["inventory"],
-                  "score": obs.extra["score"]})
+                  "observation": obs.extra["observation"], "look": obs.extra["look"],
+                  "inventory": obs.extra["inventory"], "score": obs.extra["score"]})
     obs, reward, done, info = env.step(action)
     history.record(action, obs, reward)
     if done:
@@ -71,7 +72,7 @@ def play_gold(env, seed: int, config: PromptConfig = PromptConfig()
 
 
 def collect(env_id: str, writer: DemoWriter, *, episodes: int, seed: int = 0,
-            split: str | None = "train", keep_failed: bool = False,
+            split: str | None = "train", keep_failed: bool = False, distinct: bool = False,
             prompt_config: PromptConfig = PromptConfig(),
             progress: Callable[[int], Any] | None = None, **env_kwargs: Any) -> dict[str, Any]:
   """Writes the gold-path demonstrations of `episodes` episodes of one task.
@@ -83,6 +84,8 @@ def collect(env_id: str, writer: DemoWriter, *, episodes: int, seed: int = 0,
     seed: the first reset seed (see the module docstring).
     split: `train`, `dev` or `test`; None is `train`.
     keep_failed: also write the steps of episodes whose gold path did not reach score 100.
+    distinct: play each of the split's variations at most once (at most as many episodes as the
+      split has variations).
     prompt_config: the template of the records' `prompt`.
     progress: called with 1 after each episode (e.g. a tqdm bar's `update`).
     **env_kwargs: passed to `londi_jax.envs.make` (e.g. `simplification`); the step limit
@@ -98,6 +101,8 @@ def collect(env_id: str, writer: DemoWriter, *, episodes: int, seed: int = 0,
   env = envs.make(env_id, split=split or "train", gold_path=True, **env_kwargs)
   outcomes, records = [], 0
   try:
+    if distinct:
+      episodes = min(episodes, len(env.variations()))
     for k in range(episodes):
       steps, outcome = play_gold(env, seed + k, prompt_config)
       outcomes.append(outcome)

@@ -11,7 +11,8 @@
 Every part is one line: the task, the time (steps taken) and score, the last few actions with
 their rewards and (shortened) observations, the current room, the current observation and the
 inventory. `PromptHistory` follows an episode (the `PromptHistory` protocol of
-`londi_jax.envs.base`); `build_prompt` is the pure function beneath it.
+`londi_jax.envs.base`); `build_prompt` is the pure function beneath it, and `episode_prompts`
+rebuilds a recorded episode's prompts (`envs.scienceworld.gold` records) in any template.
 """
 
 from __future__ import annotations
@@ -123,3 +124,22 @@ class PromptHistory:
     return build_prompt(obs.mission, obs.extra["step"], obs.extra["score"], self.turns,
                         obs.extra["observation"], obs.extra["look"], obs.extra["inventory"],
                         self.config)
+
+
+def episode_prompts(records: Sequence[dict], config: PromptConfig = PromptConfig()) -> list[str]:
+  """The prompt of every step of one recorded episode under `config`.
+
+  Args:
+    records: the episode's steps in order, each with `mission`, `step`, `score`, `observation`,
+      `look`, `inventory` and `action` (`envs.scienceworld.gold` writes them). A step's reward is
+      the next step's score minus its own.
+    config: the template.
+  """
+  prompts, turns = [], []
+  for i, r in enumerate(records):
+    prompts.append(build_prompt(r["mission"], r["step"], r["score"], turns, r["observation"],
+                                r["look"], r["inventory"], config))
+    if i + 1 < len(records):
+      nxt = records[i + 1]
+      turns.append(Turn(r["action"], float(nxt["score"] - r["score"]), nxt["observation"]))
+  return prompts
