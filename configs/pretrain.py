@@ -3,7 +3,7 @@
     python -m launch.pretrain --config configs/pretrain.py:babyai_text --workdir DIR
     BabyAI-Text presets: smoke (seconds, tests), babyai_text (CPU, ~15 min), full (the embedded
     default policies), paper (real checkpoint folders, GPU), paper_t5 (the same over Flan-T5)
-    ScienceWorld presets: scienceworld (the embedded defaults, from gold paths),
+    ScienceWorld presets: scienceworld (from gold paths; about 1.5 hours on 2 cores),
     scienceworld_smoke (tests)
 
 `paper` and `paper_t5` hold placeholder folders: set `--config.policies.small.checkpoint` and
@@ -19,8 +19,8 @@ import ml_collections
 LEVELS = ("babyai_text/BabyAI-GoToLocal-v0", "babyai_text/BabyAI-PickupLoc-v0")
 
 # Short gold paths (3-20 steps), short candidate lists (medians 145-450) and many test variations
-# (32-135 each), over classification, life spans and measurement: tasks a CPU clones and
-# evaluates in minutes. Any other task is one `--config.levels` away.
+# (32-135 each), over classification, life spans and measurement: tasks 2 CPU cores clone and
+# evaluate in about 1.5 hours. Any other task is one `--config.levels` away.
 SCIENCEWORLD_TASKS = ("scienceworld/find-living-thing", "scienceworld/find-plant",
                       "scienceworld/lifespan-longest-lived", "scienceworld/use-thermometer")
 

@@ -155,7 +155,8 @@ class Policy:
     per policy (environments offer the same actions again and again)."""
     new = list({c for cands in candidates for c in cands} - self._cand_ids.keys())
     cap = self.meta.get("max_candidate_tokens")
-    self._cand_ids.update((c, ids[:cap]) for c, ids in zip(new, self.tokenizer.encode_candidates(new)))
+    self._cand_ids.update(
+        (c, ids[:cap]) for c, ids in zip(new, self.tokenizer.encode_candidates(new)))
     return [[self._cand_ids[c] for c in cands] for cands in candidates]
 
   def score_tokens(self, prompt_ids: Sequence[Sequence[int]],
