@@ -22,18 +22,14 @@ seeds. Resumable: rerun the same command and it continues from the latest Orbax 
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import zlib
 
 from absl import app, flags, logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 import ml_collections
-import orbax.checkpoint as ocp
 
 from londi_jax.envs.demo_files import DemoWriter, read_demos
 from londi_jax.envs.babyai import expert as babyai_expert
@@ -42,9 +38,10 @@ from londi_jax.envs.babyai.prompts import PromptConfig, compact_sentence
 from londi_jax.policies import bc
 from londi_jax.policies.policy import Buckets, Policy
 from londi_jax.policies.store import save_policy
-from londi_jax.policies.tokenizer import Tokenizer, build_word_tokenizer
+from londi_jax.policies.tokenizer import Tokenizer
+from londi_jax.training import pretrain_run
 from londi_jax.training.metrics import MetricsWriter
-from londi_jax.training.policy_eval import compare_pair, evaluate_policy
+from londi_jax.training.policy_eval import evaluate_policy
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/pretrain.py:babyai_text",
                                           "behaviour-cloning config", lock_config=True)
@@ -120,23 +117,11 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
       f"{[(d.prompt_ids.shape[1], d.size) for d in sets['train']]}; "
       f"{sum(d.size for d in sets['val'])} validation states")
 
-  # crc32, not hash(): str hashes change between processes, and so would the initialisation.
-  key = jax.random.fold_in(jax.random.key(config.seed), zlib.crc32(name.encode()) % (2 ** 31))
-  model, params = bc.initial_model(p.checkpoint, p.model.to_dict(), tokenizer,
-                                   jax.random.fold_in(key, 0))
-  log(f"{name}: {model.config.num_params():,} params, {model.config.num_layers} layers, "
-      f"d={model.config.hidden_size}")
-  optimizer = bc.make_optimizer(p.lr, p.steps, p.warmup, weight_decay=p.weight_decay)
-  state = bc.TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
-  manager = ocp.CheckpointManager(
-      os.path.join(workdir, name, "ckpt"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-  if manager.latest_step() is not None:
-    state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
-    log(f"{name}: resumed at step {int(state.step)}")
+  model, optimizer, state, manager = pretrain_run.initial_state(name, p, config.seed, tokenizer,
+                                                                workdir, log)
   train_step = jax.jit(bc.make_train_step(model, optimizer, p.batch_size), donate_argnums=0)
   evaluate = jax.jit(bc.make_eval_fn(model, p.batch_size))
-  data_key = jax.random.fold_in(key, 1)
+  data_key = jax.random.fold_in(pretrain_run.policy_key(config.seed, name), 1)
   start, tick = int(state.step), time.time()
   for step in range(start, p.steps):
     bucket = np.random.default_rng([config.seed, step]).choice(len(sizes), p=sizes / sizes.sum())
@@ -155,9 +140,7 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
       metrics.write({"kind": "val", "policy": name, "step": done, "loss": float(val["loss"]),
                      "accuracy": float(val["accuracy"])})
     if done % config.checkpoint_every == 0 or done == p.steps:
-      manager.save(done, args=ocp.args.StandardSave(state))
-      # Finish each save before training on: a run killed later then always finds it complete.
-      manager.wait_until_finished()
+      pretrain_run.save_checkpoint(manager, done, state)
   train_acc = evaluate_sets(evaluate, state.params, [
       d.replace(prompt_ids=d.prompt_ids[:1024], prompt_mask=d.prompt_mask[:1024],
                 targets=d.targets[:1024]) for d in sets["train"]])
@@ -183,58 +166,37 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return pretrain_scienceworld.run(config, workdir)
   if family != "babyai_text":
     raise ValueError(f"config.family must be babyai_text or scienceworld, got {family!r}")
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  metrics = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  workdir, metrics = pretrain_run.start(config, workdir)
   demo_dir = collect_demos(config, workdir)
   episodes = bc.episodes_of(read_demos(os.path.join(demo_dir, "demos.jsonl")))
   log(f"{len(episodes)} demonstration episodes from {demo_dir}")
 
-  tok_dir = os.path.join(workdir, "tokenizer")
-  if os.path.exists(os.path.join(tok_dir, "tokenizer.json")):
-    tokenizer = Tokenizer.load(tok_dir)
-  else:
-    texts = []
+  def texts() -> list[str]:
+    prompts = []
     for p in config.policies.values():
-      texts += bc.prompts_and_actions(episodes, PromptConfig(**p.prompt.to_dict()))[0]
-    tokenizer = build_word_tokenizer(vocabulary_texts(texts))
-    tokenizer.save(tok_dir)
+      prompts += bc.prompts_and_actions(episodes, PromptConfig(**p.prompt.to_dict()))[0]
+    return vocabulary_texts(prompts)
+
+  tokenizer = pretrain_run.shared_tokenizer(workdir, texts)
   log(f"tokenizer: {tokenizer.vocab_size} words")
 
-  summary = {"levels": list(config.levels), "eval_mode": config.eval.mode, "policies": {}}
-  for name, p in config.policies.items():
-    uses_own_tokenizer = bool(p.checkpoint)
-    tok = Tokenizer.load(p.checkpoint) if uses_own_tokenizer else tokenizer
-    eval_path = os.path.join(workdir, name, "eval.json")
-    if os.path.exists(eval_path):
-      with open(eval_path) as f:
-        summary["policies"][name] = json.load(f)
-      log(f"{name}: already trained and evaluated")
-      continue
+  def train_and_play(name: str, p: ml_collections.ConfigDict) -> tuple[Policy, dict]:
+    tok = Tokenizer.load(p.checkpoint) if p.checkpoint else tokenizer
     policy = train_policy(name, p, config, episodes, tok, workdir, metrics)
     log(f"{name}: evaluating on {config.eval.episodes} held-out episodes ({config.eval.mode})")
-    result = evaluate_policy(policy, PromptConfig(**p.prompt.to_dict()), config.levels,
-                             config.eval.episodes, seed=config.seed, split="test",
-                             num_envs=config.eval.num_envs, mode=config.eval.mode)
-    result.update(params=policy.config.num_params(), train_accuracy=policy.meta["train_accuracy"],
-                  val_accuracy=policy.meta["val_accuracy"])
-    metrics.write({"kind": "eval", "policy": name, **result})
-    with open(eval_path, "w") as f:
-      json.dump(result, f, indent=2)
+    return policy, evaluate_policy(policy, PromptConfig(**p.prompt.to_dict()), config.levels,
+                                   config.eval.episodes, seed=config.seed, split="test",
+                                   num_envs=config.eval.num_envs, mode=config.eval.mode)
+
+  def describe(name: str, result: dict) -> str:
     lo, hi = result["ci95"]
-    log(f"{name}: success {result['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] over "
-        f"{result['episodes']} episodes; {result['flops_per_step']:.3g} FLOPs/step; per level "
-        + ", ".join(f"{k.split('/')[-1]} {v['success_rate']:.3f}"
-                    for k, v in result["per_level"].items()))
-    summary["policies"][name] = result
-  line = compare_pair(summary, "success_rate", "success_gap")
-  if line:
-    log(line)
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
-  return summary
+    return (f"{name}: success {result['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] over "
+            f"{result['episodes']} episodes; {result['flops_per_step']:.3g} FLOPs/step; per level "
+            + ", ".join(f"{k.split('/')[-1]} {v['success_rate']:.3f}"
+                        for k, v in result["per_level"].items()))
+
+  return pretrain_run.train_and_evaluate_each(config, workdir, metrics, train_and_play, describe,
+                                              "success_rate", "success_gap", log)
 
 
 def main(argv):

@@ -19,16 +19,13 @@ BabyAI-Text path: finished demonstrations, tokenizer, checkpoints and evaluation
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import zlib
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from londi_jax.envs.demo_files import DemoWriter, read_demos
 from londi_jax.envs.scienceworld import gold
@@ -36,9 +33,10 @@ from londi_jax.envs.scienceworld.prompts import PromptConfig, episode_prompts
 from londi_jax.policies import bc, bc_sampled
 from londi_jax.policies.policy import Buckets, Policy
 from londi_jax.policies.store import save_policy
-from londi_jax.policies.tokenizer import Tokenizer, build_word_tokenizer
+from londi_jax.policies.tokenizer import Tokenizer
+from londi_jax.training import pretrain_run
 from londi_jax.training.metrics import MetricsWriter
-from londi_jax.training.policy_eval import compare_pair, evaluate_policy
+from londi_jax.training.policy_eval import evaluate_policy
 
 
 def log(msg: str) -> None:
@@ -106,19 +104,8 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
   log(f"{name}: {train.size} training states, {val.size} validation states; prompts up to "
       f"{max(len(x) for x in train.prompt_ids)} tokens, candidates up to {longest}")
 
-  key = jax.random.fold_in(jax.random.key(config.seed), zlib.crc32(name.encode()) % (2 ** 31))
-  model, params = bc.initial_model(p.checkpoint, p.model.to_dict(), tokenizer,
-                                   jax.random.fold_in(key, 0))
-  log(f"{name}: {model.config.num_params():,} params, {model.config.num_layers} layers, "
-      f"d={model.config.hidden_size}")
-  optimizer = bc.make_optimizer(p.lr, p.steps, p.warmup, weight_decay=p.weight_decay)
-  state = bc.TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
-  manager = ocp.CheckpointManager(
-      os.path.join(workdir, name, "ckpt"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-  if manager.latest_step() is not None:
-    state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
-    log(f"{name}: resumed at step {int(state.step)}")
+  model, optimizer, state, manager = pretrain_run.initial_state(name, p, config.seed, tokenizer,
+                                                                workdir, log)
   train_step = jax.jit(bc_sampled.make_batch_train_step(model, optimizer), donate_argnums=0)
   meta = {"name": name, "prompt": p.prompt.to_dict(), "levels": list(config.levels),
           "steps": p.steps, "max_candidate_tokens": p.max_candidate_tokens,
@@ -126,9 +113,7 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
   policy = Policy(model, state.params, tokenizer, temperature=config.eval.temperature,
                   seed=config.seed, buckets=Buckets(batch=(16, config.eval.num_envs),
                                                     prompt=buckets), meta=meta)
-  val_sample = bc_sampled.StateSet(val.prompt_ids[:config.val_states],
-                                   val.cand_ids[:config.val_states],
-                                   val.targets[:config.val_states])
+  val_sample = val.head(config.val_states)
   start, tick = int(state.step), time.time()
   for step in range(start, p.steps):
     rng = np.random.default_rng([config.seed, zlib.crc32(name.encode()), step])
@@ -149,12 +134,10 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
                      "accuracy": float(m["accuracy"]), "steps_per_s": rate})
       metrics.write({"kind": "val", "policy": name, "step": done, "accuracy": val_acc})
     if done % config.checkpoint_every == 0 or done == p.steps:
-      manager.save(done, args=ocp.args.StandardSave(state))
-      manager.wait_until_finished()
+      pretrain_run.save_checkpoint(manager, done, state)
   policy.params = state.params
-  meta.update(train_accuracy=bc_sampled.full_accuracy(policy, bc_sampled.StateSet(
-      train.prompt_ids[:config.val_states], train.cand_ids[:config.val_states],
-      train.targets[:config.val_states])), val_accuracy=bc_sampled.full_accuracy(policy, val))
+  meta.update(train_accuracy=bc_sampled.full_accuracy(policy, train.head(config.val_states)),
+              val_accuracy=bc_sampled.full_accuracy(policy, val))
   policy.meta = meta
   folder = os.path.join(workdir, name, "policy")
   save_policy(folder, model.config, state.params, tokenizer, temperature=config.eval.temperature,
@@ -166,61 +149,42 @@ def train_policy(name: str, p: ml_collections.ConfigDict, config: ml_collections
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Everything `launch.pretrain` does for the ScienceWorld family; returns its summary."""
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  metrics = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  workdir, metrics = pretrain_run.start(config, workdir)
   episodes = load_episodes(collect_demos(config, workdir))
   log(f"{len(episodes)} gold-path episodes over {len(config.levels)} tasks")
 
-  tok_dir = os.path.join(workdir, "tokenizer")
-  if os.path.exists(os.path.join(tok_dir, "tokenizer.json")):
-    tokenizer = Tokenizer.load(tok_dir)
-  else:
-    texts = sorted({a for ep in episodes for r in ep for a in r["valid_actions"]})
+  def texts() -> list[str]:
+    out = sorted({a for ep in episodes for r in ep for a in r["valid_actions"]})
     for p in config.policies.values():
-      texts += states_of(episodes, PromptConfig(**p.prompt.to_dict()))[0]
-    tokenizer = build_word_tokenizer(texts)
-    tokenizer.save(tok_dir)
-  log(f"tokenizer: {tokenizer.vocab_size} words")
+      out += states_of(episodes, PromptConfig(**p.prompt.to_dict()))[0]
+    return out
 
+  tokenizer = pretrain_run.shared_tokenizer(workdir, texts)
+  log(f"tokenizer: {tokenizer.vocab_size} words")
   env_kwargs = config.env_kwargs.to_dict()
-  summary = {"levels": list(config.levels), "eval_mode": config.eval.mode, "policies": {}}
-  for name, p in config.policies.items():
-    eval_path = os.path.join(workdir, name, "eval.json")
-    if os.path.exists(eval_path):
-      with open(eval_path) as f:
-        summary["policies"][name] = json.load(f)
-      log(f"{name}: already trained and evaluated")
-      continue
+
+  def train_and_play(name: str, p: ml_collections.ConfigDict) -> tuple[Policy, dict]:
     policy = train_policy(name, p, config, episodes, tokenizer, workdir, metrics)
     log(f"{name}: playing {config.eval.episodes} test variations ({config.eval.mode})")
     finished = []
 
-    def progress(n: int, name=name) -> None:
+    def progress(n: int) -> None:
       finished.append(n)
       if len(finished) % 20 == 0:
         log(f"{name}: {len(finished)}/{config.eval.episodes} test episodes played")
 
-    result = evaluate_policy(policy, p.prompt.to_dict(), config.levels, config.eval.episodes,
-                             seed=config.seed, split="test", num_envs=config.eval.num_envs,
-                             mode=config.eval.mode, progress=progress, env_kwargs=env_kwargs)
-    result.update(params=policy.config.num_params(), train_accuracy=policy.meta["train_accuracy"],
-                  val_accuracy=policy.meta["val_accuracy"])
-    metrics.write({"kind": "eval", "policy": name, **result})
-    with open(eval_path, "w") as f:
-      json.dump(result, f, indent=2)
+    return policy, evaluate_policy(
+        policy, p.prompt.to_dict(), config.levels, config.eval.episodes, seed=config.seed,
+        split="test", num_envs=config.eval.num_envs, mode=config.eval.mode, progress=progress,
+        env_kwargs=env_kwargs)
+
+  def describe(name: str, result: dict) -> str:
     lo, hi = result["score_ci95"]
-    log(f"{name}: mean score {result['mean_score']:.1f} [{lo:.1f}, {hi:.1f}], success "
-        f"{result['success_rate']:.3f} over {result['episodes']} test variations; "
-        f"{result['flops_per_step']:.3g} FLOPs/step; per task "
-        + ", ".join(f"{k.split('/')[-1]} {v['mean_score']:.1f}"
-                    for k, v in result["per_level"].items()))
-    summary["policies"][name] = result
-  line = compare_pair(summary, "mean_score", "score_gap")
-  if line:
-    log(line)
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
-  return summary
+    return (f"{name}: mean score {result['mean_score']:.1f} [{lo:.1f}, {hi:.1f}], success "
+            f"{result['success_rate']:.3f} over {result['episodes']} test variations; "
+            f"{result['flops_per_step']:.3g} FLOPs/step; per task "
+            + ", ".join(f"{k.split('/')[-1]} {v['mean_score']:.1f}"
+                        for k, v in result["per_level"].items()))
+
+  return pretrain_run.train_and_evaluate_each(config, workdir, metrics, train_and_play, describe,
+                                              "mean_score", "score_gap", log)

@@ -55,6 +55,10 @@ class StateSet:
   def size(self) -> int:
     return len(self.prompt_ids)
 
+  def head(self, n: int) -> StateSet:
+    """The first `n` states."""
+    return StateSet(self.prompt_ids[:n], self.cand_ids[:n], self.targets[:n])
+
 
 def make_states(tokenizer: Tokenizer, prompts: Sequence[str], actions: Sequence[str],
                 candidates: Sequence[Sequence[str]], max_prompt_len: int,

@@ -123,16 +123,3 @@ def _summary(records: list[dict[str, Any]], tally: _Tally, mode: str) -> dict[st
                                  else float("nan")),
   }
 
-
-def compare_pair(summary: dict[str, Any], metric: str, gap_key: str) -> str | None:
-  """Adds `flops_ratio_large_to_small` and the large policy's lead in `metric` (`success_rate`
-  or `mean_score`) as `gap_key` to a pretraining summary once both policies are evaluated;
-  returns a line saying both (None before)."""
-  pols = summary["policies"]
-  if "small" not in pols or "large" not in pols:
-    return None
-  ratio = pols["large"]["flops_per_step"] / pols["small"]["flops_per_step"]
-  gap = pols["large"][metric] - pols["small"][metric]
-  summary["flops_ratio_large_to_small"] = ratio
-  summary[gap_key] = gap
-  return f"large/small FLOPs per step: {ratio:.1f}x; {metric} gap {gap:.3g}"

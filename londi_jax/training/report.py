@@ -81,8 +81,18 @@ def quality_key(metric: str) -> str:
 
 def format_difference(mean: float, half: float, metric: str) -> str:
   """`mean ± half`: three decimals of a success difference, one of a score difference."""
-  digits = 1 if metric == "score" else 3
+  digits = difference_digits(metric)
   return f"{mean:+.{digits}f} ± {half:.{digits}f}"
+
+
+def difference_digits(metric: str) -> int:
+  """Decimals of a difference: one of a score (0-100), three of a success rate."""
+  return 1 if metric == "score" else 3
+
+
+def quality_label(key: str) -> str:
+  """The axis label of a quality field (`mean_score` or `success_rate`)."""
+  return "mean score (0-100)" if key == "mean_score" else "success rate"
 
 
 def baseline_of(methods: dict, prefix: str, member: int) -> dict | None:
@@ -118,7 +128,7 @@ def plot(eval_result: dict, path: str, title: str = "") -> None:
             [ref[key]] * 2, "k*--", markersize=9,
             label="disagreement reference (called / all large passes)")
   ax.set_xlabel("compute relative to large-only (forward FLOPs)")
-  ax.set_ylabel("mean score (0-100)" if key == "mean_score" else "success rate")
+  ax.set_ylabel(quality_label(key))
   ax.set_title(title or f"{eval_result['episodes']} test episodes")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, loc="best")

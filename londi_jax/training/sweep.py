@@ -136,7 +136,7 @@ def plot(summary: dict, path: str) -> None:
       if bx:
         ax.plot(bx, by, style, label=f"{prefix} at LONDI's rate ({variant})")
   ax.set_xlabel("compute relative to large-only (forward FLOPs)")
-  ax.set_ylabel("mean score (0-100)" if key == "mean_score" else "success rate")
+  ax.set_ylabel(report_lib.quality_label(key))
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, loc="best")
   fig.tight_layout()
@@ -155,7 +155,7 @@ def report_lines(summary: dict) -> list[str]:
   compared = {k for per_cost in summary["variants"].values() for e in per_cost.values() for k in e}
   prefixes = [p for p in report_lib.BASELINES if f"vs_{p}" in compared]
   metric = "score" if _scored(summary) else "success"
-  digits = 1 if metric == "score" else 3
+  digits = report_lib.difference_digits(metric)
   lines = ["# LONDI sweep", "",
            f"{summary['episodes']} test episodes per method, {summary['seeds']} training seeds "
            "per cost. Differences are "
