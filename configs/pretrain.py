@@ -68,8 +68,10 @@ def _scienceworld_policy(model, num_actions: int, steps: int, lr: float
 def scienceworld(preset: str) -> ml_collections.ConfigDict:
   """ScienceWorld: policies cloned from the gold paths of the tasks' train variations.
 
-  The small policy sees the current state only (no earlier actions) through one narrow layer;
-  the large one the last 5 actions, their rewards and observations, through 3 wider layers.
+  Both see the current state (task, time, score, room, observation, inventory) and no earlier
+  actions: the small one through one narrow layer trained for 400 steps, the large one through 3
+  wider layers trained for 1,500. This is the embedded pair, artifacts/scienceworld, whose README
+  gives the other pairs tried.
   """
   c = ml_collections.ConfigDict()
   c.family = "scienceworld"
@@ -82,8 +84,8 @@ def scienceworld(preset: str) -> ml_collections.ConfigDict:
   c.demos.episodes_per_level = 120  # each train variation at most once
   c.demos.val_fraction = 0.05
   c.policies = ml_collections.ConfigDict()
-  c.policies.small = _scienceworld_policy(_model(1, 24, 2, 1, 48), 0, steps=1500, lr=3e-3)
-  c.policies.large = _scienceworld_policy(_model(3, 128, 4, 2, 256), 5, steps=1000, lr=1.5e-3)
+  c.policies.small = _scienceworld_policy(_model(1, 24, 2, 1, 48), 0, steps=400, lr=3e-3)
+  c.policies.large = _scienceworld_policy(_model(3, 128, 4, 2, 256), 0, steps=1500, lr=1.5e-3)
   c.length_buckets = (128, 192, 256, 320, 384, 512)  # padded prompt lengths of training batches
   c.log_every = 100
   c.checkpoint_every = 250
