@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import londi
+from londi_jax import envs
 from londi_jax.envs.babyai.env import ACTIONS
 from londi_jax.policies import flops as flops_lib
 from londi_jax.training import loop
@@ -98,6 +99,26 @@ def test_fields_agree_with_the_episode_records(result):
     assert m["large_call_fraction"] == pytest.approx(calls / steps), name
     assert m["max_large_calls_per_episode"] == max(e["calls"] for e in eps), name
     assert m["flops"] == sum(m["flops_by_model"].values())
+    for e in eps:
+      assert len(e["switches"]) == e["length"] and e["switches"].count("1") == e["calls"], name
+      assert ("actions" in e) == name.startswith("londi"), name  # only LONDI is traced
+
+
+def test_a_traced_episode_replays_to_its_recorded_outcome(result):
+  """LONDI's recorded actions, played again from the episode's seed, end the episode on the last
+  one with the recorded return: the trace is the trajectory that was scored."""
+  _, saved, _, _ = result
+  name = next(n for n in saved["methods"] if n.startswith("londi"))
+  for e in saved["methods"][name]["episodes"]:
+    env = envs.make(e["level"])
+    env.reset(seed=e["seed"])
+    total, done = 0.0, False
+    for t, action in enumerate(e["actions"]):
+      assert not done, f"episode seed {e['seed']} ended before its step {t}"
+      _, reward, done, _ = env.step(action)
+      total += reward
+    assert done and total == pytest.approx(e["return"])
+    env.close()
 
 
 def test_references_are_exact(result):
@@ -251,3 +272,34 @@ def test_an_evaluation_cut_off_resumes_at_the_method_it_was_playing(result):
 
   assert untimed(again["methods"]) == untimed(out["methods"])
   assert not os.path.exists(os.path.join(run_dir, "eval_partial"))
+
+
+def test_an_evaluation_resumed_after_its_last_method_plays_nothing_again(result):
+  """Every method's result kept, a rerun plays no episode at all: neither test episodes nor the
+  dev calibrations of the rate-matched baselines, which it reads back with their calibration."""
+  out, saved, _, runners = result
+  run_dir = os.path.abspath(saved["workdir"])
+  last = list(out["methods"])[-1]
+
+  class Stop(Exception):
+    pass
+
+  def stop_at_last(line):
+    if line.strip().startswith(last):
+      raise Stop
+
+  with pytest.raises(Stop):
+    evaluate_run(run_dir, episodes=EPISODES, seed=SEED, runners=runners, log=stop_at_last)
+  played = []
+  again = evaluate_run(run_dir, episodes=EPISODES, seed=SEED, runners=runners, log=quiet,
+                       progress=lambda name, n: played.append(name) or _NoBar())
+  assert played == []
+  assert again["methods"][last]["calibration"] == out["methods"][last]["calibration"]
+
+
+class _NoBar:
+  def update(self, n):
+    del n
+
+  def close(self):
+    pass

@@ -15,7 +15,6 @@ are deterministic, so the check gives the same answer on every run.
 import json
 import os
 
-import numpy as np
 import pytest
 
 from configs.pretrain import SCIENCEWORLD_TASKS, scienceworld as pretrain_preset
@@ -52,15 +51,8 @@ def scored(episodes):
     states = bc_sampled.make_states(
         policy.tokenizer, *states_of(episodes, PromptConfig(**policy.meta["prompt"])), 512,
         policy.meta["max_candidate_tokens"])
-    correct, flops = 0, 0
-    for start in range(0, states.size, 8):
-      rows = np.arange(start, min(start + 8, states.size))
-      res = policy.score_tokens([states.prompt_ids[i] for i in rows],
-                                [states.cand_ids[i] for i in rows])
-      correct += int(np.sum(res.greedy == states.targets[rows]))
-      flops += res.flops
-    out[name] = dict(states=states.size, accuracy=correct / states.size,
-                     flops_per_state=flops / states.size, meta=policy.meta)
+    accuracy, flops = bc_sampled.greedy_accuracy_and_flops(policy, states, batch_size=8)
+    out[name] = dict(states=states.size, accuracy=accuracy, flops_per_state=flops)
   return out
 
 

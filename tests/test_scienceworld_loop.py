@@ -20,6 +20,7 @@ from londi_jax.policies.config import DecoderConfig
 from londi_jax.policies.model import init_params
 from londi_jax.policies.store import save_policy
 from londi_jax.policies.tokenizer import build_word_tokenizer
+from londi_jax.training import call_sites
 from londi_jax.training import episodes as episodes_lib
 from londi_jax.training import loop
 from londi_jax.training import sweep
@@ -280,10 +281,21 @@ def test_sweep_aggregates_scores(run, tmp_path):
   assert per_cost["vs_trigger"]["mean"] == pytest.approx(np.mean(d))
   summary = {"episodes": result["episodes"], "seeds": 1, "variants": {"td": {"0.02": per_cost}},
              "references": {k: sweep._reference_fields(methods[k])
-                            for k in ("small_only", "large_only", "disagreement")}}
+                            for k in ("small_only", "large_only", "disagreement")},
+             "call_sites": {"td": call_sites.call_site_rows(
+                 call_sites.merge_episodes(methods))}}
   lines = sweep.report_lines(summary)
   assert "| variant | cost | score | success | calls | compute / large |" in lines[4]
   assert lines[6].startswith(f"| td | 0.02 | {per_cost['londi']['mean_score']:.1f} |")
+  # Where LONDI calls: every test step of its traced episodes, per task, before and after focus.
+  where = lines[lines.index("## Where LONDI calls (td)"):]
+  londi_eps = methods["londi_c0.02"]["episodes"]
+  for level in LEVELS:
+    steps = sum(e["length"] for e in londi_eps if e["level"] == level)
+    calls = sum(e["calls"] for e in londi_eps if e["level"] == level)
+    row = next(line for line in where if line.startswith(f"| {level.split('/')[1]} |"))
+    assert row.split(" | ")[1:3] == [str(steps), f"{calls / steps:.0%}"]
+  assert "| late | before focus |" in where[4]  # untrained policies may never focus
   sweep.plot(summary, str(tmp_path / "plot.png"))
 
 

@@ -151,14 +151,23 @@ def make_batch_train_step(model: Model, optimizer: optax.GradientTransformation)
   return train_step
 
 
-def full_accuracy(policy: Policy, states: StateSet, batch_size: int = 16) -> float:
-  """The share of states whose greedy action over all their candidates is the expert's."""
+def greedy_accuracy_and_flops(policy: Policy, states: StateSet, batch_size: int = 16
+                              ) -> tuple[float, float]:
+  """The share of states whose greedy action over all their candidates is the expert's, and the
+  policy's forward FLOPs per state (`score_tokens`' count) while scoring them."""
   # States with similar candidate counts share a batch, so few are padded to a long list.
   order = np.argsort([len(c) for c in states.cand_ids], kind="stable")
-  correct = 0
+  correct, flops = 0, 0
   for start in range(0, states.size, batch_size):
     rows = order[start:start + batch_size]
     out = policy.score_tokens([states.prompt_ids[i] for i in rows],
                               [states.cand_ids[i] for i in rows])
     correct += int(np.sum(out.greedy == states.targets[rows]))
-  return correct / max(states.size, 1)
+    flops += out.flops
+  n = max(states.size, 1)
+  return correct / n, flops / n
+
+
+def full_accuracy(policy: Policy, states: StateSet, batch_size: int = 16) -> float:
+  """The share of states whose greedy action over all their candidates is the expert's."""
+  return greedy_accuracy_and_flops(policy, states, batch_size)[0]

@@ -17,7 +17,8 @@ Which episode a free slot starts:
   environment (and so at most `num_envs` JVMs run).
 
     played = play_episodes(schedule, {"small": config_s, "large": config_l}, num_envs, act)
-    played.episodes[k]   # seed, level, success, return, length, calls, score of episode k
+    played.episodes[k]   # seed, level, success, return, length, calls, score, switches of
+                         # episode k
 
 Switching evaluation (`training.evaluation.run_method`) and single-policy evaluation
 (`training.policy_eval.evaluate_policy`) both play their episodes here. `EnvPool` keeps the rows,
@@ -84,15 +85,19 @@ class Played:
   wall_s: float
 
 
-def episode_record(row: Row, info: Mapping[str, Any]) -> dict[str, Any]:
+def episode_record(row: Row, info: Mapping[str, Any], trace: bool = False) -> dict[str, Any]:
   """What is kept of an episode that just ended on `row` (`info`: its last step's).
 
   `score` is the episode's final score (ScienceWorld's 0-100, `Row.score`), None for environments
-  without scores; `variation` is kept when the environment names one (ScienceWorld's).
+  without scores; `variation` is kept when the environment names one (ScienceWorld's);
+  `switches` has one character per step, `1` where the large LM chose the action. With `trace`,
+  `actions` lists the actions taken (where a switcher calls: `training.call_sites`).
   """
   record = {"seed": row.seed, "level": row.env_id, "success": bool(info["success"]),
             "return": row.episode_return, "length": row.t, "calls": row.calls,
-            "score": row.score}
+            "score": row.score, "switches": "".join(map(str, row.switches))}
+  if trace:
+    record["actions"] = list(row.actions)
   variation = row.obs.extra.get("variation")
   if variation is not None:
     record["variation"] = variation
@@ -198,7 +203,7 @@ class Slots:
 def play_episodes(schedule: Schedule, prompt_configs: Mapping[str, Any], num_envs: int, act: Act,
                   progress: Callable[[int], Any] | None = None,
                   make_env: Callable[[str], Any] = envs.make,
-                  pool: EnvPool | None = None) -> Played:
+                  pool: EnvPool | None = None, trace: bool = False) -> Played:
   """Plays every episode of `schedule`, `num_envs` at a time, with the actions of `act`.
 
   Args:
@@ -211,6 +216,7 @@ def play_episodes(schedule: Schedule, prompt_configs: Mapping[str, Any], num_env
       `rows.make_env_fn(config)` for a run's backend and environment arguments).
     pool: rows kept across calls (`EnvPool`, built with the same prompt configs); None builds
       rows with `make_env` and closes them at the end.
+    trace: keep each episode's actions in its record (`episode_record`).
 
   Returns:
     The episodes' records and the wall time of the loop.
@@ -229,7 +235,7 @@ def play_episodes(schedule: Schedule, prompt_configs: Mapping[str, Any], num_env
       for i, row, action, switch, result in zip(live, rows, actions, switches, results):
         _, done, info = row.step(action, int(switch), result=result)
         if done:
-          records[slots.episode[i]] = episode_record(row, info)
+          records[slots.episode[i]] = episode_record(row, info, trace)
           if progress is not None:
             progress(1)
           slots.start(i)

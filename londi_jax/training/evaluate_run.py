@@ -28,8 +28,9 @@ divided by large-only's. `--seed S` plays test episodes `S * EVAL_SEED_STRIDE + 
 seeds never share an episode.
 
 Each test method's result is kept in `DIR/eval_partial/` as soon as it is played, so an
-evaluation cut off (ScienceWorld's take hours on a CPU) resumes at the method it was playing;
-the folder is removed once `eval.json` is written.
+evaluation cut off (ScienceWorld's take hours on a CPU) resumes at the method it was playing,
+without calibrating again the baselines it reads back; the folder is removed once `eval.json` is
+written.
 """
 
 from __future__ import annotations
@@ -144,20 +145,28 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
   # (a long ScienceWorld one) resumes at the method it was playing.
   partial = os.path.join(workdir, PARTIAL_DIR, f"{which}-{step}-{episodes}-{seed}")
 
-  def run(method: ev.Method, note: str = "") -> dict:
-    path = os.path.join(partial, f"{method.name}.json")
+  def run(name: str, make: Callable[[], ev.Method],
+          note: Callable[[dict], str] = lambda r: "") -> dict:
+    """Plays `make()` (which may calibrate on dev first), or reads it back without calibrating
+    when it was played before the evaluation was cut off."""
+    path = os.path.join(partial, f"{name}.json")
+    resumed = ""
     if os.path.exists(path):
       with open(path) as f:
-        r = results[method.name] = json.load(f)
-      note += f" (resumed from {os.path.relpath(path)})"
+        r = results[name] = json.load(f)
+      resumed = f" (resumed from {os.path.relpath(path)})"
     else:
-      r = results[method.name] = play(method)
+      r = results[name] = play(make())
       _write_json(path, r)
     score = (f"  score {r['mean_score']:.1f} ± {r['score_ci95']:.1f}" if "mean_score" in r
              else "")
-    log(f"  {method.name:<24s} success {r['success_rate']:.3f}{score}  calls "
-        f"{r['large_call_fraction']:.3f}  {r['seconds_per_step'] * 1e3:.1f} ms/step{note}")
+    log(f"  {name:<24s} success {r['success_rate']:.3f}{score}  calls "
+        f"{r['large_call_fraction']:.3f}  {r['seconds_per_step'] * 1e3:.1f} ms/step"
+        f"{note(r)}{resumed}")
     return r
+
+  def dev_calls(r: dict) -> str:
+    return f"dev calls {r['calibration']['dev_call_fraction']:.3f}"
 
   try:
     dev = DevCalibrator(
@@ -169,7 +178,7 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
         results[method.name] = dict(references[method.name])
         log(f"  {method.name:<24s} copied from the reference evaluation")
       else:
-        run(method)
+        run(method.name, lambda m=method: m)
     londi = ev.make_londi_rule_builder(config, num_envs)
     params = jax.device_get(members.learner.q_params)
     for k, cost in enumerate(costs):
@@ -177,28 +186,34 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
       info = dict(cost=cost, member=k)
       label = functools.partial(method_label, cost=cost, budget=budget,
                                 member=k if costs.count(cost) > 1 else None)
-      rate = run(londi(q, label("londi"), **info))["large_call_fraction"]
+      rate = run(label("londi"), lambda: londi(q, label("londi"), **info)
+                 )["large_call_fraction"]
       if "random" in baselines:
-        run(ev.random_at_rate(rate, seed, label("random"), **info))
+        run(label("random"), lambda: ev.random_at_rate(rate, seed, label("random"), **info))
       if "random_held" in baselines:
-        run(ev.random_held(rate, seed, hold, label("random_held"), **info))
+        run(label("random_held"),
+            lambda: ev.random_held(rate, seed, hold, label("random_held"), **info))
       if "confidence" in baselines:
-        threshold, calib = dev.confidence(rate)
-        run(ev.confidence_threshold(threshold, label("confidence"), **info,
-                                    calibration=dev_summary(calib)),
-            f" (threshold {threshold:.4f}; dev calls {calib['large_call_fraction']:.3f})")
+        def confidence():
+          threshold, calib = dev.confidence(rate)
+          return ev.confidence_threshold(threshold, label("confidence"), **info,
+                                         calibration=dev_summary(calib))
+        run(label("confidence"), confidence,
+            lambda r: f" (threshold {r['threshold']:.4f}; {dev_calls(r)})")
       if "schedule" in baselines:
-        kind, at, calib = dev.schedule(rate)
-        run(ev.schedule(kind, at, label("schedule"), **info,
-                        calibration=dev_summary(calib)),
-            f" ({kind} {at}; dev calls {calib['large_call_fraction']:.3f})")
+        def fixed_schedule():
+          kind, at, calib = dev.schedule(rate)
+          return ev.schedule(kind, at, label("schedule"), **info, calibration=dev_summary(calib))
+        run(label("schedule"), fixed_schedule,
+            lambda r: f" ({r['schedule']} {r['k']}; {dev_calls(r)})")
       if "trigger" in baselines:
-        grid = config.eval.trigger
-        patience, duration, calib = dev.trigger(rate, grid.patience, grid.duration)
-        run(ev.trigger_rule(patience, duration, label("trigger"), **info,
-                            calibration=dev_summary(calib)),
-            f" (patience {patience}, duration {duration}; dev calls "
-            f"{calib['large_call_fraction']:.3f})")
+        def trigger():
+          grid = config.eval.trigger
+          patience, duration, calib = dev.trigger(rate, grid.patience, grid.duration)
+          return ev.trigger_rule(patience, duration, label("trigger"), **info,
+                                 calibration=dev_summary(calib))
+        run(label("trigger"), trigger,
+            lambda r: f" (patience {r['patience']}, duration {r['duration']}; {dev_calls(r)})")
   finally:
     pool.close()
 

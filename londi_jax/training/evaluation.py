@@ -80,6 +80,8 @@ class Method:
     uses_phi: whether the rule reads `phi(s)` (LONDI; it then costs the history view's small-LM
       pass too when `features.history` is on).
     budgeted: whether a hard budget holds the method (not the references and the oracle bound).
+    trace: whether its episode records keep the actions taken (LONDI's, for
+      `training.call_sites`).
     info: extra fields for the result (cost, member, threshold, ...).
   """
 
@@ -90,6 +92,7 @@ class Method:
   switcher_flops: int = 0
   uses_phi: bool = False
   budgeted: bool = True
+  trace: bool = False
   info: dict = dataclasses.field(default_factory=dict)
 
 
@@ -262,15 +265,15 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
     Totals (`success_rate`, `mean_return`, `large_call_fraction`, `flops`, `steps`,
     `max_large_calls_per_episode`, `seconds_per_step` (wall time without the LMs' compilations),
     `device_seconds_per_step`; `mean_score` and `score_ci95` where the episodes have scores) and
-    `episodes`: per episode `seed`, `level`, `success`, `return`, `length`, `calls`, `score`;
-    and `small_max_prob`, the small LM's max probability at every visited state.
+    `episodes`: per episode `seed`, `level`, `success`, `return`, `length`, `calls`, `score`,
+    `switches` (and `actions` for a `trace`d method); and `small_max_prob`, the small LM's max probability at every visited state.
   """
   schedule = Schedule(tuple(config.levels), episodes, seed, split)
   tally = Tally()
   act = method_act(method, small, large, config, budget if method.budgeted else 0,
                    min(num_envs, episodes), tally)
   played = play_episodes(schedule, prompt_configs(small, large), num_envs, act, progress,
-                         make_env=make_env_fn(config), pool=pool)
+                         make_env=make_env_fn(config), pool=pool, trace=method.trace)
   return method_result(method, played, tally)
 
 
@@ -513,6 +516,7 @@ def make_londi_rule_builder(config, num_envs: int):
           g[j] = held[seed]
       return g
 
-    return Method(name, rule, switcher_flops=switcher_flops(q_params), uses_phi=True, info=info)
+    return Method(name, rule, switcher_flops=switcher_flops(q_params), uses_phi=True,
+                  trace=True, info=info)
 
   return londi

@@ -55,6 +55,8 @@ class Row:
     score: the latest score of the current episode (`info["score"]`, or `obs.extra["score"]`
       after a reset; ScienceWorld's 0-100), None for environments without scores (BabyAI-Text).
       A step that ends without a score (a restarted worker's) keeps the one before.
+    switches: per step of the current episode, whether the large LM chose its action (all 0
+      after `replay`, which restores only the number of `calls`).
 
   Args:
     prompt_configs: per policy name, its prompt config (a saved mapping of the family's
@@ -78,6 +80,7 @@ class Row:
     self.rewards: list[float] = []
     self.episode_return = 0.0
     self.calls = 0
+    self.switches: list[int] = []
     self.score: float | None = None
 
   def start(self, env_id: str, seed: int) -> None:
@@ -91,6 +94,7 @@ class Row:
     for h in self.histories.values():
       h.reset(self.obs)
     self.t, self.actions, self.rewards, self.episode_return, self.calls = 0, [], [], 0.0, 0
+    self.switches = []
     self.score = self.obs.extra.get("score")
 
   def prompt(self, name: str) -> str:
@@ -118,6 +122,7 @@ class Row:
     self.rewards.append(float(reward))
     self.episode_return += float(reward)
     self.calls += int(switch)
+    self.switches.append(int(switch))
     if info.get("score") is not None:
       self.score = info["score"]
     return float(reward), bool(done), info

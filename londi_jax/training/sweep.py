@@ -5,6 +5,8 @@ training seed, evaluated against every baseline, then aggregated over seeds.
     DIR/sweep.json      per variant and cost: LONDI and each baseline over seeds, and LONDI's
                         paired differences to each baseline
     DIR/report.md, DIR/cost_quality.png
+                        the report ends with where each variant's switchers call
+                        (`training.call_sites`, from their traced test episodes)
 
 Every stage resumes: a finished training run is not retrained and an existing `eval.json` is
 kept. Over seeds, a cost's paired difference to a baseline is taken per test episode (each seed's
@@ -28,6 +30,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from londi_jax.training import call_sites  # noqa: E402
 from londi_jax.training import report as report_lib  # noqa: E402
 from londi_jax.training.evaluate_run import evaluate_run  # noqa: E402
 from londi_jax.training.lm import load_runners  # noqa: E402
@@ -188,6 +191,11 @@ def report_lines(summary: dict) -> list[str]:
             f"(compute {refs['disagreement']['compute_relative_to_large']:.3f}, "
             f"{refs['disagreement'].get('compute_with_reference_passes', float('nan')):.3f} with "
             "its large passes).", "", f"![success against compute]({report_lib.PLOT_NAME})"]
+  for variant, rows in summary.get("call_sites", {}).items():
+    lines += ["", f"## Where LONDI calls ({variant})", "",
+              "Every member's test episodes together: the share of steps on which the large LM "
+              "acted, per task, by stage of the episode and by the first word of the action "
+              "taken (`training.call_sites`).", "", *call_sites.table_lines(rows)]
   return lines
 
 
@@ -242,6 +250,9 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
                             references=_references(references, config))
     references = references or (result, config)
     summary["variants"][name] = aggregate(result, sweep.costs, int(sweep.seeds))
+    traced = call_sites.merge_episodes(result["methods"])
+    if traced:
+      summary.setdefault("call_sites", {})[name] = call_sites.call_site_rows(traced)
     summary["episodes"] = result["episodes"]
     summary["references"] = {k: _reference_fields(result["methods"][k])
                              for k in ("small_only", "large_only", "disagreement")}
