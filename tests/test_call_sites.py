@@ -7,8 +7,8 @@ from londi_jax.training import call_sites
 
 # A ScienceWorld-like episode of 6 steps (thirds: steps 0-1, 2-3, 4-5); `focus on` at step 2.
 SW = {"seed": 1, "level": "scienceworld/boil", "switches": "110010",
-      "actions": ["look around", "go to kitchen", "focus on water", "pick up pot", "move pot to stove",
-                  "look around"]}
+      "actions": ["look around", "go to kitchen", "focus on water", "pick up pot",
+                  "move pot to stove", "look around"]}
 # A BabyAI episode of 3 steps: no milestone, thirds of one step each.
 BABY = {"seed": 2, "level": "babyai_text/BabyAI-GoToLocal-v0", "switches": "011",
         "actions": ["turn left", "go forward", "go forward"]}

@@ -16,13 +16,20 @@ from __future__ import annotations
 import collections
 from typing import Any, Iterable, Mapping, Sequence
 
-MILESTONES = {"scienceworld": "focus on"}  # family prefix -> the action prefix of its milestone
+from londi_jax.training.evaluation import FOCUS
+
+MILESTONES = {"scienceworld": FOCUS}  # family prefix -> the action prefix of its milestone
 THIRDS = ("early", "middle", "late")
 
 
 def action_kind(action: str) -> str:
   """The first word of an action (`"pick up red box"` -> `"pick"`)."""
   return action.split(" ", 1)[0] if action.strip() else "(empty)"
+
+
+def milestone_stage(reached: bool, milestone: str) -> str:
+  """The stage name of a step before (`before focus`) or after (`after focus`) a milestone."""
+  return f"{'after' if reached else 'before'} {milestone.split()[0]}"
 
 
 def step_stages(actions: Sequence[str], milestone: str | None) -> list[list[str]]:
@@ -34,7 +41,7 @@ def step_stages(actions: Sequence[str], milestone: str | None) -> list[list[str]
   for t, action in enumerate(actions):
     names = [THIRDS[min(3 * t // max(n, 1), 2)]]
     if milestone is not None:
-      names.append(f"{'after' if reached else 'before'} {milestone.split()[0]}")
+      names.append(milestone_stage(reached, milestone))
       reached = reached or action.startswith(milestone)
     stages.append(names)
   return stages
@@ -95,8 +102,8 @@ def merge_episodes(methods: Mapping[str, Mapping[str, Any]], prefix: str = "lond
 def table_lines(rows: Mapping[str, Mapping[str, Any]], top_kinds: int = 4) -> list[str]:
   """A Markdown table: per level its steps, call rate, the rate in each stage, and the most
   frequent kinds of action with their call rates."""
-  stages = [s for s in (*THIRDS, *(f"{w} {m.split()[0]}" for m in MILESTONES.values()
-                                   for w in ("before", "after")))
+  stages = [s for s in (*THIRDS, *(milestone_stage(reached, m) for m in MILESTONES.values()
+                                   for reached in (False, True)))
             if any(s in r["by_stage"] for r in rows.values())]
   lines = ["| task | steps | calls | " + " | ".join(stages) + " | most frequent actions (calls) |",
            "|---|---|---|" + "---|" * len(stages) + "---|"]

@@ -266,7 +266,8 @@ def run_method(method: Method, small: LMRunner, large: LMRunner, config, *, epis
     `max_large_calls_per_episode`, `seconds_per_step` (wall time without the LMs' compilations),
     `device_seconds_per_step`; `mean_score` and `score_ci95` where the episodes have scores) and
     `episodes`: per episode `seed`, `level`, `success`, `return`, `length`, `calls`, `score`,
-    `switches` (and `actions` for a `trace`d method); and `small_max_prob`, the small LM's max probability at every visited state.
+    `switches` (and `actions` for a `trace`d method); and `small_max_prob`, the small LM's max
+    probability at every visited state.
   """
   schedule = Schedule(tuple(config.levels), episodes, seed, split)
   tally = Tally()
