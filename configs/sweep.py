@@ -60,7 +60,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   c.variants.td = "switcher.target=td"
   if preset == "cpu":
     # results/babyai_text: one cost, three seeds, and what each part buys: td beside paired,
-    # the history view, twice the branch pairs (every decision point). `paired` is evaluated
+    # the history view, twice the branch pairs (every decision point), a dearer call. `paired` is evaluated
     # against every baseline, the ablations against those that decide the targets.
     c.costs = (0.005,)
     ablation = "; eval.baselines=('random_held', 'schedule')"
@@ -69,7 +69,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         "td": "switcher.target=td" + ablation,
         "paired_history": "switcher.target=paired; features.history=True" + ablation,
         "paired_more_pairs": "switcher.target=paired; switcher.paired.pairs_per_step=4; "
-                             "switcher.replay_capacity=20000" + ablation})
+                             "switcher.replay_capacity=20000" + ablation,
+        # A dearer call (a lower call rate), where ranking decision points counts for more.
+        "paired_history_cost_001": "switcher.target=paired; features.history=True; "
+                                   "costs=(0.01,)" + ablation})
   elif preset == "smoke":
     c.base.pretrain.enabled = True
     c.base.pretrain.preset = "smoke"

@@ -27,6 +27,12 @@ def test_members_are_every_cost_times_every_seed():
   s.costs, s.seeds = (0.1, 0.2), 3
   config = sweep.variant_config(s, "switcher.target=paired")
   assert config.member_costs == (0.1, 0.1, 0.1, 0.2, 0.2, 0.2)
+  # A variant that tests a cost replaces the sweep's costs for itself alone.
+  config = sweep.variant_config(s, "costs=(0.3,); switcher.target=td")
+  assert config.member_costs == (0.3, 0.3, 0.3) and config.switcher.target == "td"
+  assert sweep.variant_config(s, "costs=0.4").member_costs == (0.4, 0.4, 0.4)
+  with pytest.raises(ValueError, match="empty costs"):
+    sweep.variant_config(s, "costs=()")
 
 
 def _tiny_sweep(tmp_path, steps: int):
@@ -47,7 +53,7 @@ def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path):
   s.base.eval.dev_episodes = 4
   s.costs, s.seeds = (-0.5, 0.5), 2
   s.variants = {"td": "switcher.target=td",
-                "td_few": "switcher.target=td; seed=7; eval.baselines=('random_held',)"}
+                "td_few": "switcher.target=td; seed=7; eval.baselines=('random_held',); costs=(0.5,)"}
   out = str(tmp_path / "sweep")
   lines = []
   summary = sweep.run_sweep(s, out, log=lines.append)
@@ -79,10 +85,12 @@ def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path):
     few = json.load(f)["methods"]
   for name in ("small_only", "large_only", "disagreement"):
     assert few[name] == methods[name]
+  # ... at its own cost only.
   assert sorted(n.rsplit("_c", 1)[0] for n in few) == sorted(
-      ["small_only", "large_only", "disagreement"] + ["londi", "random_held"] * 4)
-  assert summary["variants"]["td_few"]["-0.5"].keys() >= {"vs_random_held", "vs_large_only"}
-  assert "vs_schedule" not in summary["variants"]["td_few"]["-0.5"]
+      ["small_only", "large_only", "disagreement"] + ["londi", "random_held"] * 2)
+  assert list(summary["variants"]["td_few"]) == ["0.5"] and summary["costs"] == [-0.5, 0.5]
+  assert summary["variants"]["td_few"]["0.5"].keys() >= {"vs_random_held", "vs_large_only"}
+  assert "vs_schedule" not in summary["variants"]["td_few"]["0.5"]
   # A rerun keeps the finished training and evaluation.
   mtime = os.path.getmtime(os.path.join(out, "td", "eval.json"))
   assert sweep.run_sweep(s, out, log=None) == summary

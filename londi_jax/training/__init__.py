@@ -2,7 +2,8 @@
 
 - `features`: the switcher's view `phi(s)`, each part switchable.
 - `lm`: the two LM policies as the loop uses them (loading, per-row FLOPs, common random numbers).
-- `rows`: environment rows whose state is `(seed, actions)`, so checkpoints can replay them.
+- `rows`: environment rows whose state is `(seed, actions, switches)`, so checkpoints can replay
+  them.
 - `episodes`: the one episode runner (a schedule of episodes, `num_envs` rows in flight).
 - `policy_eval`: the success rate of one policy alone (`launch.pretrain`).
 - `members`: the per-member state and the jitted, member-`vmap`ped step (replay, updates, switch).

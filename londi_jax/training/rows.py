@@ -2,9 +2,10 @@
 policy and the log of the current episode's actions. A row serves any registered environment
 family: its prompt histories come from `envs.prompt_history` and its time from `env.step_limit`.
 
-Every episode is reset from a seed and every action is recorded, so a row's state is exactly
-`(seed, actions)`: a checkpoint stores that and `Row.replay` rebuilds the environment and both
-prompt histories by playing the actions again (the environments are deterministic given a seed).
+Every episode is reset from a seed and every action is recorded with whether the large LM chose
+it, so a row's state is exactly `(seed, actions, switches)`: a checkpoint stores that and
+`Row.replay` rebuilds the environment and both prompt histories by playing the actions again (the
+environments are deterministic given a seed).
 
 `make_env_fn(config)` builds a run's environments: in the backend of `config.envs` and with the
 keyword arguments of `config.env_kwargs` (ScienceWorld's step limit and simplification), for the
@@ -55,8 +56,8 @@ class Row:
     score: the latest score of the current episode (`info["score"]`, or `obs.extra["score"]`
       after a reset; ScienceWorld's 0-100), None for environments without scores (BabyAI-Text).
       A step that ends without a score (a restarted worker's) keeps the one before.
-    switches: per step of the current episode, whether the large LM chose its action (all 0
-      after `replay`, which restores only the number of `calls`).
+    switches: per step of the current episode, 1 where the large LM chose its action; `calls`
+      is their sum.
 
   Args:
     prompt_configs: per policy name, its prompt config (a saved mapping of the family's
@@ -79,7 +80,6 @@ class Row:
     self.actions: list[str] = []
     self.rewards: list[float] = []
     self.episode_return = 0.0
-    self.calls = 0
     self.switches: list[int] = []
     self.score: float | None = None
 
@@ -93,13 +93,18 @@ class Row:
                       for name, c in self._prompt_configs.items()}
     for h in self.histories.values():
       h.reset(self.obs)
-    self.t, self.actions, self.rewards, self.episode_return, self.calls = 0, [], [], 0.0, 0
+    self.t, self.actions, self.rewards, self.episode_return = 0, [], [], 0.0
     self.switches = []
     self.score = self.obs.extra.get("score")
 
   def prompt(self, name: str) -> str:
     """The prompt of policy `name` for the next action."""
     return self.histories[name].prompt()
+
+  @property
+  def calls(self) -> int:
+    """Large-LM calls so far in the current episode."""
+    return sum(self.switches)
 
   @property
   def time_fraction(self) -> float:
@@ -121,26 +126,37 @@ class Row:
     self.actions.append(action)
     self.rewards.append(float(reward))
     self.episode_return += float(reward)
-    self.calls += int(switch)
     self.switches.append(int(switch))
     if info.get("score") is not None:
       self.score = info["score"]
     return float(reward), bool(done), info
 
   def snapshot(self) -> dict[str, Any]:
-    """What `replay` needs (JSON-serialisable)."""
+    """What `replay` needs (JSON-serialisable): the episode's seed, actions and switches."""
     return {"env_id": self.env_id, "seed": self.seed, "actions": list(self.actions),
-            "calls": self.calls}
+            "switches": "".join(map(str, self.switches))}
 
   def replay(self, snap: Mapping[str, Any]) -> None:
-    """Restores the state `snapshot` described by replaying its episode's actions."""
+    """Restores the state `snapshot` described by replaying its episode's actions.
+
+    Snapshots written before switches were kept hold only their number (`calls`); those replay
+    with the calls on the episode's first steps (the number, which budgets read, is exact).
+    """
+    actions = snap["actions"]
+    if "switches" in snap:
+      switches = [int(g) for g in snap["switches"]]
+    else:
+      calls = int(snap["calls"])
+      switches = [1] * calls + [0] * (len(actions) - calls)
+    if len(switches) != len(actions):
+      raise ValueError(f"row snapshot of episode seed {snap['seed']} has {len(actions)} actions "
+                       f"but {len(switches)} switches")
     self.start(snap["env_id"], snap["seed"])
-    for action in snap["actions"]:
-      _, done, _ = self.step(action)
+    for action, switch in zip(actions, switches):
+      _, done, _ = self.step(action, switch)
       if done:
         raise RuntimeError(f"replaying episode seed {snap['seed']} ended early; the environment "
                            "is not deterministic")
-    self.calls = int(snap["calls"])
 
   def close(self) -> None:
     for env in self._envs.values():

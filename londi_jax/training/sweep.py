@@ -65,10 +65,27 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: str) -> ml_col
   return config
 
 
+def variant_costs(sweep: ml_collections.ConfigDict, overrides: str) -> tuple[tuple[float, ...], str]:
+  """The variant's costs and its other overrides: `costs=(...)` in a variant replaces the sweep's
+  `costs` for that variant alone (a variant that tests a cost)."""
+  costs, rest = tuple(float(c) for c in sweep.costs), []
+  for item in filter(None, (part.strip() for part in overrides.split(";"))):
+    path, _, text = item.partition("=")
+    if path.strip() == "costs":
+      value = ast.literal_eval(text.strip())
+      costs = tuple(float(c) for c in (value if isinstance(value, (tuple, list)) else (value,)))
+      if not costs:
+        raise ValueError(f"empty costs in sweep variant {overrides!r}")
+    else:
+      rest.append(item)
+  return costs, "; ".join(rest)
+
+
 def variant_config(sweep: ml_collections.ConfigDict, overrides: str) -> ml_collections.ConfigDict:
   """The variant's run config: the base with the overrides, one member per cost and seed."""
+  costs, overrides = variant_costs(sweep, overrides)
   config = apply_overrides(sweep.base, overrides)
-  config.member_costs = tuple(float(c) for c in sweep.costs for _ in range(int(sweep.seeds)))
+  config.member_costs = tuple(c for c in costs for _ in range(int(sweep.seeds)))
   return config
 
 
@@ -233,7 +250,8 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
   policies_dir = pretrain(base, workdir, log) if base.pretrain.enabled else None
   runners = None
   references = None  # the first evaluated variant's result and config
-  summary = {"costs": list(sweep.costs), "seeds": int(sweep.seeds), "variants": {}}
+  summary = {"costs": sorted({c for o in sweep.variants.values() for c in variant_costs(sweep, o)[0]}),
+             "seeds": int(sweep.seeds), "variants": {}}
   for name, overrides in sweep.variants.items():
     config = resolved(variant_config(sweep, overrides), policies_dir)
     runners = runners or load_runners(config)
@@ -249,7 +267,8 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
       result = evaluate_run(run_dir, runners=runners, log=log,
                             references=_references(references, config))
     references = references or (result, config)
-    summary["variants"][name] = aggregate(result, sweep.costs, int(sweep.seeds))
+    summary["variants"][name] = aggregate(result, variant_costs(sweep, overrides)[0],
+                                          int(sweep.seeds))
     traced = call_sites.merge_episodes(result["methods"])
     if traced:
       summary.setdefault("call_sites", {})[name] = call_sites.call_site_rows(traced)
