@@ -60,8 +60,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   c.variants.td = "switcher.target=td"
   if preset == "cpu":
     # results/babyai_text: one cost, three seeds, and what each part buys: td beside paired,
-    # the history view, twice the branch pairs (every decision point), a dearer call. `paired` is evaluated
-    # against every baseline, the ablations against those that decide the targets.
+    # the history view, twice the branch pairs (every decision point), the history view with
+    # twice the pairs and updates, a dearer call. `paired` is evaluated against every baseline,
+    # the ablations against those that decide the targets.
     c.costs = (0.005,)
     ablation = "; eval.baselines=('random_held', 'schedule')"
     c.variants = ml_collections.ConfigDict({
@@ -72,7 +73,12 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
                              "switcher.replay_capacity=20000" + ablation,
         # A dearer call (a lower call rate), where ranking decision points counts for more.
         "paired_history_cost_001": "switcher.target=paired; features.history=True; "
-                                   "costs=(0.01,)" + ablation})
+                                   "costs=(0.01,)" + ablation,
+        # The history view with twice the pairs and twice the updates (each pair fitted as often).
+        "paired_history_more_pairs": "switcher.target=paired; features.history=True; "
+                                     "switcher.paired.pairs_per_step=4; "
+                                     "switcher.replay_capacity=20000; switcher.num_updates=8; "
+                                     "switcher.decay_updates=3000" + ablation})
   elif preset == "smoke":
     c.base.pretrain.enabled = True
     c.base.pretrain.preset = "smoke"
