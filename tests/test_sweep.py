@@ -53,7 +53,8 @@ def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path):
   s.base.eval.dev_episodes = 4
   s.costs, s.seeds = (-0.5, 0.5), 2
   s.variants = {"td": "switcher.target=td",
-                "td_few": "switcher.target=td; seed=7; eval.baselines=('random_held',); costs=(0.5,)"}
+                "td_few": "switcher.target=td; seed=7; eval.baselines=('random_held',); "
+                          "costs=(0.5,)"}
   out = str(tmp_path / "sweep")
   lines = []
   summary = sweep.run_sweep(s, out, log=lines.append)

@@ -41,20 +41,24 @@ from londi_jax.training.rows import env_kwargs  # noqa: E402
 METHODS = ("londi", *report_lib.BASELINES[1:])  # per member; large-only is shared
 
 
+def _override_items(overrides: str) -> list[tuple[str, str]]:
+  """`"a.b=value; c=value"` as `[(path, value text), ...]`."""
+  items = filter(None, (part.strip() for part in overrides.split(";")))
+  return [tuple(s.strip() for s in item.partition("=")[::2]) for item in items]
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: str) -> ml_collections.ConfigDict:
   """A copy of `config` with `"a.b=value; c=value"` applied; each value is read as the type of
   the field it replaces. An unknown field is an error that names it."""
   config = config.copy_and_resolve_references()
-  for item in filter(None, (part.strip() for part in overrides.split(";"))):
-    path, _, text = item.partition("=")
-    *parents, leaf = path.strip().split(".")
+  for path, text in _override_items(overrides):
+    *parents, leaf = path.split(".")
     node = config
     for name in parents:
       node = node[name]
     if leaf not in node:
-      raise KeyError(f"unknown config field {path.strip()!r} in sweep variant {overrides!r}")
+      raise KeyError(f"unknown config field {path!r} in sweep variant {overrides!r}")
     old = node[leaf]
-    text = text.strip()
     if isinstance(old, bool):
       value = text.lower() in ("true", "1", "yes")
     elif isinstance(old, str):
@@ -65,19 +69,19 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: str) -> ml_col
   return config
 
 
-def variant_costs(sweep: ml_collections.ConfigDict, overrides: str) -> tuple[tuple[float, ...], str]:
+def variant_costs(sweep: ml_collections.ConfigDict, overrides: str
+                  ) -> tuple[tuple[float, ...], str]:
   """The variant's costs and its other overrides: `costs=(...)` in a variant replaces the sweep's
   `costs` for that variant alone (a variant that tests a cost)."""
   costs, rest = tuple(float(c) for c in sweep.costs), []
-  for item in filter(None, (part.strip() for part in overrides.split(";"))):
-    path, _, text = item.partition("=")
-    if path.strip() == "costs":
-      value = ast.literal_eval(text.strip())
+  for path, text in _override_items(overrides):
+    if path == "costs":
+      value = ast.literal_eval(text)
       costs = tuple(float(c) for c in (value if isinstance(value, (tuple, list)) else (value,)))
       if not costs:
         raise ValueError(f"empty costs in sweep variant {overrides!r}")
     else:
-      rest.append(item)
+      rest.append(f"{path}={text}")
   return costs, "; ".join(rest)
 
 
@@ -250,8 +254,8 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
   policies_dir = pretrain(base, workdir, log) if base.pretrain.enabled else None
   runners = None
   references = None  # the first evaluated variant's result and config
-  summary = {"costs": sorted({c for o in sweep.variants.values() for c in variant_costs(sweep, o)[0]}),
-             "seeds": int(sweep.seeds), "variants": {}}
+  seeds = int(sweep.seeds)
+  summary = {"costs": [], "seeds": seeds, "variants": {}}
   for name, overrides in sweep.variants.items():
     config = resolved(variant_config(sweep, overrides), policies_dir)
     runners = runners or load_runners(config)
@@ -267,8 +271,9 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
       result = evaluate_run(run_dir, runners=runners, log=log,
                             references=_references(references, config))
     references = references or (result, config)
-    summary["variants"][name] = aggregate(result, variant_costs(sweep, overrides)[0],
-                                          int(sweep.seeds))
+    costs = config.member_costs[::seeds]  # one member per cost and seed (variant_config)
+    summary["costs"] = sorted({*summary["costs"], *costs})
+    summary["variants"][name] = aggregate(result, costs, seeds)
     traced = call_sites.merge_episodes(result["methods"])
     if traced:
       summary.setdefault("call_sites", {})[name] = call_sites.call_site_rows(traced)
