@@ -78,7 +78,13 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         "paired_history_more_pairs": "switcher.target=paired; features.history=True; "
                                      "switcher.paired.pairs_per_step=4; "
                                      "switcher.replay_capacity=20000; switcher.num_updates=8; "
-                                     "switcher.decay_updates=3000" + ablation})
+                                     "switcher.decay_updates=3000" + ablation,
+        # Approximate policy iteration: branches continue with the member's own greedy rule, so
+        # each member learns from its own pairs, one decision point per acting step (a greedy
+        # branch step scores both LMs and the history view: several times a small-only one).
+        "paired_history_greedy": "switcher.target=paired; features.history=True; "
+                                 "switcher.paired.continuation=greedy; "
+                                 "switcher.paired.pairs_per_step=1" + ablation})
   elif preset == "smoke":
     c.base.pretrain.enabled = True
     c.base.pretrain.preset = "smoke"
