@@ -71,7 +71,7 @@ def decision_points(config, small, large, episodes: int) -> dict[str, list]:
     if decide.any():
       d = np.flatnonzero(decide)
       d_rows, d_cands = [live_rows[j] for j in d], [cands[j] for j in d]
-      history = small([row.prompt("large") for row in d_rows], d_cands).out
+      history = features_lib.history_view(with_history, small, d_rows, d_cands).out
       large_out = large([row.prompt("large") for row in d_rows], d_cands).out
       own = _rows_of(out, d)
       time_fraction = np.array([row.time_fraction for row in d_rows])
