@@ -37,6 +37,19 @@ def shares(timings) -> dict:
   return out
 
 
+def branch_figures(trainer, branch_steps_before: int, acting_env_steps: int) -> dict:
+  """A paired trainer's branch pairs over the timed steps (`timings` cleared at their start,
+  `branch_steps_before` branch environment steps then): pairs played in all, branch environment
+  steps and their rate, and the branches' share of the training time (acting plus branches)."""
+  t = trainer.timings
+  acting = t["total"] - t["compile"]
+  steps = trainer.pairs.sim.env_steps - branch_steps_before
+  return {"pairs": trainer.pairs.pairs_played, "branch_env_steps": steps,
+          "branch_env_steps_per_s": steps / max(t["branches"], 1e-9),
+          "branch_share": t["branches"] / (acting + t["branches"]),
+          "acting_env_steps_per_s": acting_env_steps / acting}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--policies", default="", help="folder with small/ and large/")
@@ -64,15 +77,14 @@ def main() -> None:
       trainer.act()
     trainer.timings.clear()
     branch_steps = trainer.pairs.sim.env_steps if trainer.pairs else 0
+    rows = args.members * args.num_envs
     start = time.perf_counter()
     for _ in range(args.steps):
       trainer.act()
     wall = time.perf_counter() - start
-    branch_steps = (trainer.pairs.sim.env_steps if trainer.pairs else 0) - branch_steps
-    pairs = trainer.pairs.pairs_played if trainer.pairs else 0
+    branches = branch_figures(trainer, branch_steps, args.steps * rows) if trainer.pairs else {}
     trainer.close()
   t = trainer.timings
-  rows = args.members * args.num_envs
   source = f"from {args.policies}" if args.policies else f"{args.sizes} sizes (untrained)"
   print(f"{args.steps} steps of {args.members} members x {args.num_envs} rows ({rows} rows), "
         f"policies {source}")
@@ -81,12 +93,16 @@ def main() -> None:
         f"(compilations during the timed steps: {t['compile']:.1f} s, excluded)")
   for part, share in shares(t).items():
     print(f"  {part:<10s} {share:6.1%}  (of acting)")
-  if args.target == "paired":
-    acting = t["total"] - t["compile"]
-    print(f"branch pairs: {pairs} played in all, {branch_steps} branch env steps in the timed "
-          f"steps, {branch_steps / max(t['branches'], 1e-9):.0f} branch env steps/s; branches "
-          f"take {t['branches'] / (acting + t['branches']):.1%} of the training time "
-          f"(acting {args.steps * rows / acting:.0f} env steps/s)")
+  if branches:
+    print(branch_line(branches))
+
+
+def branch_line(b: dict) -> str:
+  """`branch_figures` in one line."""
+  return (f"branch pairs: {b['pairs']} played in all, {b['branch_env_steps']} branch env steps "
+          f"in the timed steps, {b['branch_env_steps_per_s']:.1f} branch env steps/s; branches "
+          f"take {b['branch_share']:.1%} of the training time (acting "
+          f"{b['acting_env_steps_per_s']:.1f} env steps/s)")
 
 
 if __name__ == "__main__":

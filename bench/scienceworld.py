@@ -12,7 +12,9 @@ memory (XLA's `memory_analysis`), side by side in one run.
 `loop`: a LONDI training step on `configs/londi.py:scienceworld` over the `--policies` (one
 member, `--loop_rows` worker rows, a JVM each): where its wall time goes (the JVMs, the small LM,
 the large LM, the member step, and everything else; `bench/loop.py`'s shares), over
-`--loop_steps` steps after `--loop_warmup`.
+`--loop_steps` steps after `--loop_warmup`. `--loop_target paired` measures the paired targets'
+cost here: their branch environment steps per second and their share of the training time
+(`--loop_pairs` pairs per acting step, played together in two JVMs each).
 
 `steps`:
 Figures: one environment in this process, then `EnvWorker` batches of each `--batch` size whose
@@ -50,6 +52,10 @@ _POLICIES = flags.DEFINE_string("policies", "artifacts/scienceworld", "Policies 
 _LOOP_ROWS = flags.DEFINE_integer("loop_rows", 4, "Rows of the loop figure.")
 _LOOP_WARMUP = flags.DEFINE_integer("loop_warmup", 20, "Untimed loop steps first.")
 _LOOP_STEPS = flags.DEFINE_integer("loop_steps", 40, "Timed loop steps.")
+_LOOP_TARGET = flags.DEFINE_enum("loop_target", "td", ["td", "paired"],
+                                 "The loop's switcher.target; paired adds the branch figures.")
+_LOOP_PAIRS = flags.DEFINE_integer("loop_pairs", 2, "With paired: pairs per acting step, and "
+                                   "pairs played together (2 JVMs each).")
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -159,19 +165,25 @@ def main(argv):
             f"{row['memory_chunked_over_whole']:7.3f}")
   if "loop" in _PARTS.value:
     results["loop"] = loop_figures(_POLICIES.value, _LOOP_ROWS.value, _LOOP_WARMUP.value,
-                                   _LOOP_STEPS.value)
+                                   _LOOP_STEPS.value, _LOOP_TARGET.value, _LOOP_PAIRS.value)
     print(f"loop: {results['loop']['steps_per_s']:.2f} steps/s of {_LOOP_ROWS.value} rows; "
           "shares of a step: " + ", ".join(f"{k} {v:.1%}"
                                             for k, v in results["loop"]["shares"].items()))
+    if "branches" in results["loop"]:
+      from bench.loop import branch_line  # pylint: disable=import-outside-toplevel
+      print(branch_line(results["loop"]["branches"]))
   if "steps" in _PARTS.value:
     results["steps"] = step_figures()
   print(json.dumps(results, sort_keys=True))
 
 
-def loop_figures(policies: str, rows: int, warmup: int, steps: int) -> dict:
-  """Steps per second of the training loop and the shares of its parts (`bench.loop.shares`)."""
+def loop_figures(policies: str, rows: int, warmup: int, steps: int, target: str = "td",
+                 pairs: int = 2) -> dict:
+  """Steps per second of the training loop and the shares of its parts (`bench.loop.shares`);
+  with `target="paired"` (`pairs` per acting step, played together) also its branch pairs
+  (`bench.loop.branch_figures`)."""
   import tempfile  # pylint: disable=import-outside-toplevel
-  from bench.loop import shares  # pylint: disable=import-outside-toplevel
+  from bench.loop import branch_figures, shares  # pylint: disable=import-outside-toplevel
   from configs import londi  # pylint: disable=import-outside-toplevel
   from londi_jax.training.loop import Trainer  # pylint: disable=import-outside-toplevel
 
@@ -180,20 +192,26 @@ def loop_figures(policies: str, rows: int, warmup: int, steps: int) -> dict:
   config.num_envs = rows
   config.train_steps = warmup + steps
   config.switcher.min_replay = min(config.switcher.min_replay, rows * warmup // 8)
+  config.switcher.target = target
+  config.switcher.paired.pairs_per_step = config.switcher.paired.batch = pairs
+  out = {}
   with tempfile.TemporaryDirectory() as tmp:
     trainer = Trainer(config, os.path.join(tmp, "run"), log=None)
     try:
       for _ in range(warmup):
         trainer.act()
       trainer.timings.clear()
+      branch_steps = trainer.pairs.sim.env_steps if trainer.pairs else 0
       start = time.perf_counter()
       for _ in range(steps):
         trainer.act()
       wall = time.perf_counter() - start
+      if trainer.pairs:
+        out["branches"] = branch_figures(trainer, branch_steps, steps * rows)
     finally:
       trainer.close()
   return {"rows": rows, "steps": steps, "steps_per_s": steps / wall,
-          "env_steps_per_s": steps * rows / wall, "shares": shares(trainer.timings)}
+          "env_steps_per_s": steps * rows / wall, "shares": shares(trainer.timings), **out}
 
 
 def step_figures() -> dict:

@@ -84,7 +84,15 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # branch step scores both LMs and the history view: several times a small-only one).
         "paired_history_greedy": "switcher.target=paired; features.history=True; "
                                  "switcher.paired.continuation=greedy; "
-                                 "switcher.paired.pairs_per_step=1" + ablation})
+                                 "switcher.paired.pairs_per_step=1" + ablation,
+        # Decisions held 4 steps, not 8 (held random holds 4 too): bench/call_effect.py ranks
+        # 4-step call blocks 2.1x their mean effect in its top 40%, 8-step blocks 1.5x.
+        "paired_history_hold4": "switcher.target=paired; features.history=True; "
+                                "switcher.hold=4" + ablation,
+        # 2-step blocks: 4.0x their mean effect in the top 40% (bench/call_effect.py), but a
+        # mean effect (+0.007) below their price (2 x 0.005), so LONDI calls only where it ranks.
+        "paired_history_hold2": "switcher.target=paired; features.history=True; "
+                                "switcher.hold=2" + ablation})
   elif preset == "smoke":
     c.base.pretrain.enabled = True
     c.base.pretrain.preset = "smoke"

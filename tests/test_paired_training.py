@@ -174,3 +174,22 @@ def test_greedy_continuation_writes_each_pair_to_its_own_member(setup, tmp_path)
     assert trainer.pairs._q_all._cache_size() == 1
   finally:
     trainer.close()
+
+
+def test_branch_rows_keep_one_environment_each_and_reuse_it(setup):
+  """A ScienceWorld environment is a JVM: the branch pool must not open one per level per row."""
+  config, (small, large) = setup
+  snaps = decision_points(config, (small, large), 4)  # levels alternate
+  sim = RowBranches(small, large, config, success, "small")
+  made = []
+  make = sim._make_env
+  sim._make_env = lambda env_id: made.append(env_id) or make(env_id)
+  zeros = np.zeros(4, np.int64)
+  sim.play(snaps, zeros, horizon=2)
+  assert sorted(made) == sorted([LEVELS[0]] * 4 + [LEVELS[1]] * 4)
+  sim.play(snaps[::-1], zeros, horizon=2)  # the same mix: every row keeps its environment
+  assert len(made) == 8
+  sim.play([snaps[0]] * 4, zeros, horizon=2)  # all of level 0: four rows change level
+  assert made[8:] == [LEVELS[0]] * 4 and len(sim._pool) == 8
+  assert all(sum(row.has_env(level) for level in LEVELS) == 1 for row in sim._pool)
+  sim.close()

@@ -96,6 +96,14 @@ def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path):
   mtime = os.path.getmtime(os.path.join(out, "td", "eval.json"))
   assert sweep.run_sweep(s, out, log=None) == summary
   assert os.path.getmtime(os.path.join(out, "td", "eval.json")) == mtime
+  # `only` runs the variants it names; one not yet evaluated and not named is left out.
+  s.variants["td_later"] = "switcher.target=td; seed=9"
+  lines = []
+  assert sweep.run_sweep(s, out, log=lines.append, only=["td_few"]) == summary
+  assert not os.path.exists(os.path.join(out, "td_later"))
+  assert any("td_later: not evaluated yet" in line for line in lines)
+  with pytest.raises(ValueError, match="td_fwe"):
+    sweep.run_sweep(s, out, log=None, only=["td_fwe"])
 
 
 def test_an_unknown_baseline_is_named(tmp_path):

@@ -71,9 +71,7 @@ class RowBranches:
       horizon: most steps per branch; 0 plays to the episodes' ends.
     """
     n = len(snapshots)
-    while len(self._pool) < 2 * n:
-      self._pool.append(Row(self._prompt_configs, self._make_env))
-    self.rows = self._pool[:2 * n]
+    self.rows = self._assign_rows([snap["env_id"] for snap in snapshots] * 2)
     for row, snap in zip(self.rows, list(snapshots) * 2):
       row.replay(snap)
     self.pair = np.tile(np.arange(n) if pair_ids is None else np.asarray(pair_ids), 2)
@@ -83,6 +81,25 @@ class RowBranches:
     sw = self.config.switcher
     return play_branch_pairs(self, np.asarray(remaining), hold=self.hold, horizon=limit,
                              gamma=float(sw.discount), budget=int(sw.budget))
+
+  def _assign_rows(self, env_ids: Sequence[str]) -> list[Row]:
+    """A pool row per branch, one whose environment is open on the branch's id where one is
+    free: each pool row keeps one environment open, so the pool holds `2N` at most and a row
+    changes environment only when the pairs' mix of ids does."""
+    free = list(self._pool)
+    rows: list[Row | None] = [None] * len(env_ids)
+    for i, env_id in enumerate(env_ids):
+      match = next((row for row in free if row.has_env(env_id)), None)
+      if match is not None:
+        free.remove(match)
+        rows[i] = match
+    for i in range(len(env_ids)):
+      if rows[i] is None:
+        if not free:
+          self._pool.append(Row(self._prompt_configs, self._make_env, max_envs=1))
+          free.append(self._pool[-1])
+        rows[i] = free.pop(0)
+    return rows
 
   def close(self) -> None:
     for row in self._pool:

@@ -64,11 +64,14 @@ class Row:
       `PromptConfig` fields, or the family's `PromptConfig`; see `envs.prompt_history`).
     make_env: builds the environment of an id (default `envs.make`, in this process; see
       `envs.workers.env_factory` for worker processes and Ray actors).
+    max_envs: environments kept open (one per id started); starting another id beyond it closes
+      the others first (a ScienceWorld environment is a JVM). 0 keeps every one.
   """
 
   def __init__(self, prompt_configs: Mapping[str, Any],
-               make_env: Callable[[str], Any] = envs.make):
+               make_env: Callable[[str], Any] = envs.make, max_envs: int = 0):
     self._make_env = make_env
+    self._max_envs = int(max_envs)
     self._envs: dict[str, Any] = {}
     self._prompt_configs = dict(prompt_configs)
     self.histories: dict[str, PromptHistory] = {}
@@ -86,6 +89,9 @@ class Row:
   def start(self, env_id: str, seed: int) -> None:
     """Resets to a new episode of `env_id` with reset seed `seed`."""
     if env_id not in self._envs:
+      if self._max_envs and len(self._envs) >= self._max_envs:
+        self.close()
+        self._envs = {}
       self._envs[env_id] = self._make_env(env_id)
     self.env, self.env_id, self.seed = self._envs[env_id], env_id, int(seed)
     self.obs = self.env.reset(seed=self.seed)
@@ -157,6 +163,10 @@ class Row:
       if done:
         raise RuntimeError(f"replaying episode seed {snap['seed']} ended early; the environment "
                            "is not deterministic")
+
+  def has_env(self, env_id: str) -> bool:
+    """Whether an environment of `env_id` is open (`start` on it builds none)."""
+    return env_id in self._envs
 
   def close(self) -> None:
     for env in self._envs.values():

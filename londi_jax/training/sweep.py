@@ -21,7 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 import matplotlib
 import ml_collections
@@ -245,9 +245,18 @@ def _reference_fields(method: dict) -> dict:
 
 
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
-              log: Callable[[str], None] | None = print) -> dict:
-  """Everything `launch.sweep` does; returns what it writes to `DIR/sweep.json`."""
+              log: Callable[[str], None] | None = print,
+              only: Sequence[str] | None = None) -> dict:
+  """Everything `launch.sweep` does; returns what it writes to `DIR/sweep.json`.
+
+  `only` names the variants to train and evaluate now (two processes can then run different
+  variants of one sweep side by side); the others enter the report only if already evaluated.
+  """
   workdir = os.path.abspath(workdir)
+  unknown = sorted(set(only or ()) - set(sweep.variants.keys()))
+  if unknown:
+    raise ValueError(f"unknown variant(s) {unknown} in only; the sweep's variants: "
+                     f"{sorted(sweep.variants.keys())}")
   os.makedirs(workdir, exist_ok=True)
   log = log or (lambda line: None)
   base = sweep.base
@@ -260,9 +269,12 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
     config = resolved(variant_config(sweep, overrides), policies_dir)
     runners = runners or load_runners(config)
     run_dir = os.path.join(workdir, name)
+    eval_path = os.path.join(run_dir, "eval.json")
+    if only and name not in only and not os.path.exists(eval_path):
+      log(f"variant {name}: not evaluated yet and not in only; left out of the report")
+      continue
     log(f"variant {name} ({overrides}): {len(config.member_costs)} members in {run_dir}")
     train(config, run_dir, log=log, runners=runners)
-    eval_path = os.path.join(run_dir, "eval.json")
     if os.path.exists(eval_path):
       with open(eval_path) as f:
         result = json.load(f)
