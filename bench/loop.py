@@ -50,6 +50,20 @@ def branch_figures(trainer, branch_steps_before: int, acting_env_steps: int) -> 
           "acting_env_steps_per_s": acting_env_steps / acting}
 
 
+def timed_steps(trainer, warmup: int, steps: int, rows: int) -> tuple[float, dict]:
+  """Acts `warmup` untimed steps, clears the timings, then acts `steps` more; returns their wall
+  time and, for a paired trainer, `branch_figures` (`{}` otherwise)."""
+  for _ in range(warmup):
+    trainer.act()
+  trainer.timings.clear()
+  branch_steps = trainer.pairs.sim.env_steps if trainer.pairs else 0
+  start = time.perf_counter()
+  for _ in range(steps):
+    trainer.act()
+  wall = time.perf_counter() - start
+  return wall, branch_figures(trainer, branch_steps, steps * rows) if trainer.pairs else {}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--policies", default="", help="folder with small/ and large/")
@@ -73,16 +87,8 @@ def main() -> None:
     config.switcher.min_replay = min(config.switcher.min_replay, args.num_envs * args.warmup // 2)
     config.switcher.target = args.target
     trainer = Trainer(config, os.path.join(tmp, "run"), log=None)
-    for _ in range(args.warmup):
-      trainer.act()
-    trainer.timings.clear()
-    branch_steps = trainer.pairs.sim.env_steps if trainer.pairs else 0
     rows = args.members * args.num_envs
-    start = time.perf_counter()
-    for _ in range(args.steps):
-      trainer.act()
-    wall = time.perf_counter() - start
-    branches = branch_figures(trainer, branch_steps, args.steps * rows) if trainer.pairs else {}
+    wall, branches = timed_steps(trainer, args.warmup, args.steps, rows)
     trainer.close()
   t = trainer.timings
   source = f"from {args.policies}" if args.policies else f"{args.sizes} sizes (untrained)"

@@ -183,7 +183,7 @@ def loop_figures(policies: str, rows: int, warmup: int, steps: int, target: str 
   with `target="paired"` (`pairs` per acting step, played together) also its branch pairs
   (`bench.loop.branch_figures`)."""
   import tempfile  # pylint: disable=import-outside-toplevel
-  from bench.loop import branch_figures, shares  # pylint: disable=import-outside-toplevel
+  from bench.loop import shares, timed_steps  # pylint: disable=import-outside-toplevel
   from configs import londi  # pylint: disable=import-outside-toplevel
   from londi_jax.training.loop import Trainer  # pylint: disable=import-outside-toplevel
 
@@ -194,22 +194,13 @@ def loop_figures(policies: str, rows: int, warmup: int, steps: int, target: str 
   config.switcher.min_replay = min(config.switcher.min_replay, rows * warmup // 8)
   config.switcher.target = target
   config.switcher.paired.pairs_per_step = config.switcher.paired.batch = pairs
-  out = {}
   with tempfile.TemporaryDirectory() as tmp:
     trainer = Trainer(config, os.path.join(tmp, "run"), log=None)
     try:
-      for _ in range(warmup):
-        trainer.act()
-      trainer.timings.clear()
-      branch_steps = trainer.pairs.sim.env_steps if trainer.pairs else 0
-      start = time.perf_counter()
-      for _ in range(steps):
-        trainer.act()
-      wall = time.perf_counter() - start
-      if trainer.pairs:
-        out["branches"] = branch_figures(trainer, branch_steps, steps * rows)
+      wall, branches = timed_steps(trainer, warmup, steps, rows)
     finally:
       trainer.close()
+  out = {"branches": branches} if branches else {}
   return {"rows": rows, "steps": steps, "steps_per_s": steps / wall,
           "env_steps_per_s": steps * rows / wall, "shares": shares(trainer.timings), **out}
 

@@ -91,7 +91,6 @@ class Row:
     if env_id not in self._envs:
       if self._max_envs and len(self._envs) >= self._max_envs:
         self.close()
-        self._envs = {}
       self._envs[env_id] = self._make_env(env_id)
     self.env, self.env_id, self.seed = self._envs[env_id], env_id, int(seed)
     self.obs = self.env.reset(seed=self.seed)
@@ -171,6 +170,7 @@ class Row:
   def close(self) -> None:
     for env in self._envs.values():
       env.close()
+    self._envs = {}
 
 
 class TrainRows:
