@@ -12,7 +12,10 @@ rest. A ranking that no feature improves on is the ceiling of a switcher that ac
 a time. The feature sets are `phi` without and with the history view (`training.features`), and
 two divergences of action distributions at the state (total variation, `TV`): the small LM on its
 own prompt against the small LM on the large LM's prompt (`tv_history`, a small-LM pass), and
-against the large LM itself (`tv_large`: what a switcher would pay a large pass to know).
+against the large LM itself (`tv_large`: what a switcher would pay a large pass to know). A last
+set adds what a recurrent switcher over `phi` could remember (`features.episode_memory`): the
+episode's two previous decision points' `phi` (with the history view) and the mean over all its
+earlier ones.
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ def decision_points(config, small, large, episodes: int) -> dict[str, list]:
   without_history.features.history = False
   with_history = config.copy_and_resolve_references()
   with_history.features.history = True
-  points = {"snapshots": [], "phi": [], "phi_history": [], "tv_history": [], "tv_large": []}
+  points = {"snapshots": [], "phi": [], "phi_history": [], "tv_history": [], "tv_large": [],
+            "memory": []}
+  earlier = [[] for _ in rows]
   live = np.ones(episodes, bool)
   while live.any():
     idx = np.flatnonzero(live)
@@ -76,8 +81,11 @@ def decision_points(config, small, large, episodes: int) -> dict[str, list]:
       own = _rows_of(out, d)
       time_fraction = np.array([row.time_fraction for row in d_rows])
       points["phi"] += list(features_lib.build_features(without_history, own, time_fraction))
-      points["phi_history"] += list(features_lib.build_features(with_history, own,
-                                                                time_fraction, history))
+      phi_history = features_lib.build_features(with_history, own, time_fraction, history)
+      points["phi_history"] += list(phi_history)
+      for j, x in zip(idx[d], phi_history):
+        points["memory"].append(features_lib.episode_memory(earlier[j], len(x)))
+        earlier[j].append(np.asarray(x))
       points["tv_history"] += list(total_variation(own.probs, history.probs))
       points["tv_large"] += list(total_variation(own.probs, large_out.probs))
       points["snapshots"] += [row.snapshot() for row in d_rows]
@@ -159,7 +167,8 @@ def main() -> None:
   sets = {"phi": phi, "phi + history view": phi_history,
           "tv_history": tv_history[:, None], "tv_large": tv_large[:, None],
           "phi + history view + tv_history": np.c_[phi_history, tv_history],
-          "phi + history view + both tv": np.c_[phi_history, tv_history, tv_large]}
+          "phi + history view + both tv": np.c_[phi_history, tv_history, tv_large],
+          "phi + history view + memory": np.c_[phi_history, np.array(points["memory"])]}
   print(f"\n{len(y)} pairs, hold {int(config.switcher.hold)}: mean effect {y.mean():+.4f}, "
         f"{(y != 0).mean():.1%} differ; correlation with the effect: tv_history "
         f"{np.corrcoef(tv_history, y)[0, 1]:+.3f}, tv_large {np.corrcoef(tv_large, y)[0, 1]:+.3f}")

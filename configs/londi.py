@@ -64,6 +64,9 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.features.time = True  # t / T, T the environment's step limit
   # The small LM's view of the large LM's prompt (its history): one more small-LM pass a step.
   c.features.history = False
+  # The switcher's memory of its episode: phi at the last two decision points and the mean of all
+  # earlier ones (a fixed recurrence over phi; no LM pass).
+  c.features.memory = False
 
   # The switcher's reward: "env" (BabyAI's 1 - 0.9 t / T on success) or "success" (1 on success).
   c.reward = "success"

@@ -92,7 +92,16 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # 2-step blocks: 4.0x their mean effect in the top 40% (bench/call_effect.py), but a
         # mean effect (+0.007) below their price (2 x 0.005), so LONDI calls only where it ranks.
         "paired_history_hold2": "switcher.target=paired; features.history=True; "
-                                "switcher.hold=2" + ablation})
+                                "switcher.hold=2" + ablation,
+        # 4-step blocks at a dearer call, so the rate falls near the 40% where the bench ranks
+        # them (their price 4 x 0.0075 = 0.03, above their mean effect +0.025).
+        "paired_history_hold4_cost_0075": "switcher.target=paired; features.history=True; "
+                                          "switcher.hold=4; costs=(0.0075,)" + ablation,
+        # The history view and the episode memory (phi at the last two decision points and the
+        # mean of the earlier ones): bench/call_effect.py puts +0.086 in the top 40% with it,
+        # +0.070 without.
+        "paired_history_memory": "switcher.target=paired; features.history=True; "
+                                 "features.memory=True" + ablation})
   elif preset == "smoke":
     c.base.pretrain.enabled = True
     c.base.pretrain.preset = "smoke"

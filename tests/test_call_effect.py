@@ -28,3 +28,4 @@ def test_cross_validated_ridge_predicts_held_out_points():
   flat = cross_validated_ridge(x, y, folds=5, ridge=1e12)
   assert np.std(flat) < 0.1 * np.std(y)
   np.testing.assert_allclose(flat.mean(), y.mean(), atol=1e-3)
+

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import londi
+from londi_jax.training import features as features_lib
 from londi_jax.training import loop
 from londi_jax.training.branches import RowBranches
 from londi_jax.training.checkpoint import read_raw
@@ -115,14 +116,20 @@ def paired_config(policies_dir, **changes):
   return c
 
 
-def test_paired_training_fills_replay_with_pairs_and_resumes_exactly(setup, tmp_path):
-  config = paired_config(setup[0].policies.dir)
-  runners = setup[1]
+def train_straight_and_resumed(config, runners, tmp_path, stop_after):
+  """Workdirs of one run trained straight through and of one interrupted after `stop_after`
+  steps and resumed."""
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   loop.train(config, straight, log=None, runners=runners)
   with pytest.raises(loop.Interrupted):
-    loop.train(config, resumed, log=None, stop_after=14, runners=runners)
+    loop.train(config, resumed, log=None, stop_after=stop_after, runners=runners)
   loop.train(config, resumed, log=None, runners=runners)
+  return straight, resumed
+
+
+def test_paired_training_fills_replay_with_pairs_and_resumes_exactly(setup, tmp_path):
+  config = paired_config(setup[0].policies.dir)
+  straight, resumed = train_straight_and_resumed(config, setup[1], tmp_path, stop_after=14)
 
   records = read_metrics(os.path.join(straight, "metrics.jsonl"))
   last = [r for r in records if r["kind"] == "train"][-1]
@@ -193,3 +200,21 @@ def test_branch_rows_keep_one_environment_each_and_reuse_it(setup):
   assert made[8:] == [LEVELS[0]] * 4 and len(sim._pool) == 8
   assert all(sum(row.has_env(level) for level in LEVELS) == 1 for row in sim._pool)
   sim.close()
+
+
+def test_episode_memory_with_greedy_branches_resumes_exactly(setup, tmp_path):
+  """Rows and branch rows carry their episode memory through checkpoints and snapshots."""
+  config = paired_config(setup[0].policies.dir, train_steps=16)
+  config.features.memory = True
+  config.switcher.paired.continuation = "greedy"
+  runners = setup[1]
+  straight, resumed = train_straight_and_resumed(config, runners, tmp_path, stop_after=10)
+  state = read_raw(straight)[2]
+  plain = config.copy_and_resolve_references()
+  plain.features.memory = False
+  assert (np.asarray(state["replay"]["data"]["features"]).shape[-1]
+          == 4 * features_lib.feature_dim(plain, runners[0].hidden_size))
+  assert np.asarray(state["replay"]["size"]).sum() > 0
+  for x, y in zip(jax.tree_util.tree_leaves(state),
+                  jax.tree_util.tree_leaves(read_raw(resumed)[2])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -17,7 +17,8 @@ from ml_collections import config_flags
 
 from configs import londi
 from londi_jax.training import loop
-from londi_jax.training.checkpoint import CheckpointError, CheckpointStore, read_raw
+from londi_jax.training.checkpoint import (CheckpointError, CheckpointStore, check_config,
+                                          read_raw)
 from londi_jax.training.evaluate_run import evaluate_run
 from londi_jax.training.fakes import make_tiny_policies
 from londi_jax.training.inspect_run import inspect_run
@@ -119,6 +120,20 @@ def test_workdir_with_a_different_config_is_refused(runs, policies):
   config = smoke_config(policies, member_costs=(0.01, 0.3))
   with pytest.raises(ValueError, match="different config.*member_costs"):
     loop.Trainer(config, runs["straight"], runners=runs["runners"], log=quiet)
+
+
+def test_a_run_saved_before_an_option_existed_resumes_with_it_off(tmp_path):
+  config = londi.get_config("babyai_text:smoke")
+  check_config(str(tmp_path), config)
+  with open(tmp_path / "config.json") as f:
+    saved = json.load(f)
+  del saved["config"]["features"]["memory"]  # as written before `features.memory` was added
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(saved, f)
+  check_config(str(tmp_path), config)  # off: the run it was
+  config.features.memory = True
+  with pytest.raises(ValueError, match="different config.*features.memory"):
+    check_config(str(tmp_path), config)
 
 
 def test_rerun_of_a_finished_run_does_nothing(runs):

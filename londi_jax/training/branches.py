@@ -117,7 +117,7 @@ class RowBranches:
                                         [row.obs.valid_actions for row in rows])
     phi = features_lib.build_features(self.config, out,
                                       np.array([row.time_fraction for row in rows]),
-                                      None if history is None else history.out)
+                                      None if history is None else history.out, rows)
     t = np.array([self.rows[i].t for i in idx])
     decide = t % self.hold == 0
     g = np.asarray(self.greedy(phi, remaining[idx], self.pair[idx]), np.int64)

@@ -27,6 +27,9 @@ FORMAT_VERSION = 1
 # Fields that may change between runs on one workdir: they do not affect training (a run may
 # resume on other devices, processes or environment workers).
 _UNCHECKED = ("eval", "runtime", "envs")
+# Fields added after runs were saved, with the value that reproduces those runs: a saved config
+# without one matches a current config that has it at this value.
+_ADDED = {"features.memory": False}
 
 
 class CheckpointError(RuntimeError):
@@ -67,6 +70,8 @@ def _diff(a: Any, b: Any, prefix: str):
     for k in set(a) | set(b):
       name = f"{prefix}{k}"
       if name in _UNCHECKED:
+        continue
+      if k not in a and name in _ADDED and b[k] == _ADDED[name]:
         continue
       if k not in a or k not in b:
         yield name

@@ -178,7 +178,8 @@ def small_then_rule(method: Method, view: View, batch: Batch, small: LMRunner, l
       tally.flops["small"] += int(history.row_flops.sum())
     view.phi = features_lib.build_features(config, scored.out,
                                            np.array([r.time_fraction for r in batch.rows]),
-                                           None if history is None else history.out)
+                                           None if history is None else history.out,
+                                           batch.rows)
   tally.max_probs.append(np.asarray(scored.out.max_prob))
   large_scored = None
   if method.large_everywhere:

@@ -8,7 +8,11 @@ three confidence statistics describe the small LM's action distribution, and `t 
 episode's time fraction (step over the environment's step limit). The optional history view
 (`features.history`) is the small LM's pooled state and confidence on the *large* LM's prompt,
 which holds the earlier observations and actions the large LM's edge comes from; it costs one more
-small-LM pass per step, counted as small-LM compute. Each part is switched by `config.features`;
+small-LM pass per step, counted as small-LM compute. The optional episode memory
+(`features.memory`) is a fixed recurrence over `phi` itself: each row remembers `phi` at its
+episode's decision points (`t % switcher.hold == 0`), and `phi` gains the last `MEMORY_DEPTH` of
+them and their mean (`episode_memory`), so the switcher sees how the episode got here at no LM
+cost. Each part is switched by `config.features`;
 the remaining-budget fraction `z / n` enters the Q network itself whenever a hard budget is set
 (`switching.network.SwitchQNetwork`).
 """
@@ -22,18 +26,36 @@ import numpy as np
 
 from londi_jax.policies.policy import PolicyOutput
 
+MEMORY_DEPTH = 2  # earlier decision points whose phi the episode memory keeps whole
+
 
 def feature_dim(config: ml_collections.ConfigDict, hidden_size: int) -> int:
   """Length `F` of `phi(s)`; at least 1 (a constant when every part is off)."""
   f = config.features
   dim = hidden_size * bool(f.hidden) + 3 * bool(f.confidence) + bool(f.time)
   dim += (hidden_size + 3) * uses_history(config)
-  return max(dim, 1)
+  dim = max(dim, 1)
+  return dim * (MEMORY_DEPTH + 2) if uses_memory(config) else dim
 
 
 def uses_history(config: ml_collections.ConfigDict) -> bool:
   """Whether `phi(s)` holds the history view (a small-LM pass on the large LM's prompt)."""
   return bool(config.features.get("history", False))
+
+
+def uses_memory(config: ml_collections.ConfigDict) -> bool:
+  """Whether `phi(s)` holds the episode memory of earlier decision points."""
+  return bool(config.features.get("memory", False))
+
+
+def episode_memory(earlier: Sequence[np.ndarray], dim: int,
+                   depth: int = MEMORY_DEPTH) -> np.ndarray:
+  """What the episode memory carries from earlier decision points: their last `depth` feature
+  vectors (most recent first, zeros before the episode's start) and their mean (zeros at the
+  first point), `(depth + 1) * dim` numbers."""
+  last = [earlier[-1 - k] if k < len(earlier) else np.zeros(dim) for k in range(depth)]
+  mean = np.mean(earlier, axis=0) if len(earlier) else np.zeros(dim)
+  return np.concatenate(last + [mean]).astype(np.float32)
 
 
 def history_view(config: ml_collections.ConfigDict, small, rows: Sequence[Any],
@@ -45,9 +67,32 @@ def history_view(config: ml_collections.ConfigDict, small, rows: Sequence[Any],
 
 
 def build_features(config: ml_collections.ConfigDict, out: PolicyOutput,
-                   time_fraction: np.ndarray, history: PolicyOutput | None = None) -> np.ndarray:
+                   time_fraction: np.ndarray, history: PolicyOutput | None = None,
+                   rows: Sequence[Any] | None = None) -> np.ndarray:
   """`phi(s)` `[R, F]` float32 from the small LM's output on `R` rows, `t / T` `[R]` and, with
-  `features.history`, the small LM's output on their large-LM prompts (`history_view`)."""
+  `features.history`, the small LM's output on their large-LM prompts (`history_view`).
+
+  With `features.memory` the `rows` (`training.rows.Row`) are needed too: `phi` gains each row's
+  `episode_memory`, and rows at a decision point then remember their `phi`, so each row must
+  pass through once per step of its episode.
+  """
+  phi = _current_features(config, out, time_fraction, history)
+  if not uses_memory(config):
+    return phi
+  if rows is None:
+    raise ValueError("features.memory is on: pass the rows whose episode memory phi extends")
+  hold = int(config.switcher.hold)
+  out_phi = np.empty((len(phi), phi.shape[1] * (MEMORY_DEPTH + 2)), np.float32)
+  for j, (row, x) in enumerate(zip(rows, phi)):
+    out_phi[j] = np.concatenate([x, episode_memory(row.memory, len(x))])
+    if row.t % hold == 0:
+      row.memory.append(x.copy())
+  return out_phi
+
+
+def _current_features(config: ml_collections.ConfigDict, out: PolicyOutput,
+                      time_fraction: np.ndarray, history: PolicyOutput | None) -> np.ndarray:
+  """`phi(s)` of the current state alone (without the episode memory)."""
   f = config.features
   rows = len(time_fraction)
   parts = []

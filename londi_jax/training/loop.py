@@ -370,7 +370,7 @@ class Trainer:
         self.timings.add_lm("small_lm", history.out)
       phi = features_lib.build_features(self.config, small.out,
                                         np.array([row.time_fraction for row in rows]),
-                                        None if history is None else history.out)
+                                        None if history is None else history.out, rows)
       g, greedy = self._member_step(rows, phi)  # [R] every row's
       if self.pairs:  # one process: `rows` and `phi` are every row's
         self.pairs.collect(self.step, rows, phi, self.remaining)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
+import numpy as np
 
 from londi_jax import envs
 from londi_jax.envs.base import PromptHistory
@@ -58,6 +59,8 @@ class Row:
       A step that ends without a score (a restarted worker's) keeps the one before.
     switches: per step of the current episode, 1 where the large LM chose its action; `calls`
       is their sum.
+    memory: `phi` at the current episode's decision points so far, with `features.memory`
+      (`training.features.build_features` appends to it); empty otherwise.
 
   Args:
     prompt_configs: per policy name, its prompt config (a saved mapping of the family's
@@ -84,6 +87,7 @@ class Row:
     self.rewards: list[float] = []
     self.episode_return = 0.0
     self.switches: list[int] = []
+    self.memory: list[np.ndarray] = []
     self.score: float | None = None
 
   def start(self, env_id: str, seed: int) -> None:
@@ -99,7 +103,7 @@ class Row:
     for h in self.histories.values():
       h.reset(self.obs)
     self.t, self.actions, self.rewards, self.episode_return = 0, [], [], 0.0
-    self.switches = []
+    self.switches, self.memory = [], []
     self.score = self.obs.extra.get("score")
 
   def prompt(self, name: str) -> str:
@@ -137,9 +141,13 @@ class Row:
     return float(reward), bool(done), info
 
   def snapshot(self) -> dict[str, Any]:
-    """What `replay` needs (JSON-serialisable): the episode's seed, actions and switches."""
-    return {"env_id": self.env_id, "seed": self.seed, "actions": list(self.actions),
+    """What `replay` needs (JSON-serialisable): the episode's seed, actions and switches, and its
+    episode memory where it has one (float32 values, exact through JSON)."""
+    snap = {"env_id": self.env_id, "seed": self.seed, "actions": list(self.actions),
             "switches": "".join(map(str, self.switches))}
+    if self.memory:
+      snap["memory"] = [x.tolist() for x in self.memory]
+    return snap
 
   def replay(self, snap: Mapping[str, Any]) -> None:
     """Restores the state `snapshot` described by replaying its episode's actions.
@@ -162,6 +170,7 @@ class Row:
       if done:
         raise RuntimeError(f"replaying episode seed {snap['seed']} ended early; the environment "
                            "is not deterministic")
+    self.memory = [np.asarray(x, np.float32) for x in snap.get("memory", ())]
 
   def has_env(self, env_id: str) -> bool:
     """Whether an environment of `env_id` is open (`start` on it builds none)."""
