@@ -44,7 +44,7 @@ def branch_figures(trainer, branch_steps_before: int, acting_env_steps: int) -> 
   t = trainer.timings
   acting = t["total"] - t["compile"]
   steps = trainer.pairs.sim.env_steps - branch_steps_before
-  return {"pairs": trainer.pairs.pairs_played, "branch_env_steps": steps,
+  return {"pairs": trainer.pairs.pairs_played, "branch_env_steps": steps, "branch_s": t["branches"],
           "branch_env_steps_per_s": steps / max(t["branches"], 1e-9),
           "branch_share": t["branches"] / (acting + t["branches"]),
           "acting_env_steps_per_s": acting_env_steps / acting}

@@ -14,7 +14,9 @@ member, `--loop_rows` worker rows, a JVM each): where its wall time goes (the JV
 the large LM, the member step, and everything else; `bench/loop.py`'s shares), over
 `--loop_steps` steps after `--loop_warmup`. `--loop_target paired` measures the paired targets'
 cost here: their branch environment steps per second and their share of the training time
-(`--loop_pairs` pairs per acting step, played together in two JVMs each).
+(`--loop_pairs` pairs per acting step, played together in two JVMs each), once per horizon of
+`--loop_horizons` (`switcher.paired.horizon`, 0: to the episode's end), side by side in one run,
+with each horizon's branch time over the first one's.
 
 `steps`:
 Figures: one environment in this process, then `EnvWorker` batches of each `--batch` size whose
@@ -56,6 +58,8 @@ _LOOP_TARGET = flags.DEFINE_enum("loop_target", "td", ["td", "paired"],
                                  "The loop's switcher.target; paired adds the branch figures.")
 _LOOP_PAIRS = flags.DEFINE_integer("loop_pairs", 2, "With paired: pairs per acting step, and "
                                    "pairs played together (2 JVMs each).")
+_LOOP_HORIZONS = flags.DEFINE_list("loop_horizons", ["0"], "With paired: the branch horizons "
+                                   "measured, one loop figure each (0: to the episode's end).")
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -164,24 +168,30 @@ def main(argv):
             f"{row['chunked']['temp_mb']:11.0f} {row['whole']['temp_mb']:9.0f} "
             f"{row['memory_chunked_over_whole']:7.3f}")
   if "loop" in _PARTS.value:
-    results["loop"] = loop_figures(_POLICIES.value, _LOOP_ROWS.value, _LOOP_WARMUP.value,
-                                   _LOOP_STEPS.value, _LOOP_TARGET.value, _LOOP_PAIRS.value)
-    print(f"loop: {results['loop']['steps_per_s']:.2f} steps/s of {_LOOP_ROWS.value} rows; "
-          "shares of a step: " + ", ".join(f"{k} {v:.1%}"
-                                            for k, v in results["loop"]["shares"].items()))
-    if "branches" in results["loop"]:
-      from bench.loop import branch_line  # pylint: disable=import-outside-toplevel
-      print(branch_line(results["loop"]["branches"]))
+    horizons = [int(h) for h in _LOOP_HORIZONS.value] if _LOOP_TARGET.value == "paired" else [0]
+    results["loop"] = {}
+    for h in horizons:
+      fig = results["loop"][h] = loop_figures(_POLICIES.value, _LOOP_ROWS.value,
+                                              _LOOP_WARMUP.value, _LOOP_STEPS.value,
+                                              _LOOP_TARGET.value, _LOOP_PAIRS.value, h)
+      print(f"loop (horizon {h}): {fig['steps_per_s']:.2f} steps/s of {_LOOP_ROWS.value} rows; "
+            "shares of a step: " + ", ".join(f"{k} {v:.1%}" for k, v in fig["shares"].items()))
+      if "branches" in fig:
+        from bench.loop import branch_line  # pylint: disable=import-outside-toplevel
+        first = results["loop"][horizons[0]]["branches"]["branch_s"]
+        ratio = fig["branches"]["branch_s"] / first
+        print(branch_line(fig["branches"]) + f"; branch time {ratio:.2f}x horizon "
+              f"{horizons[0]}'s")
   if "steps" in _PARTS.value:
     results["steps"] = step_figures()
   print(json.dumps(results, sort_keys=True))
 
 
 def loop_figures(policies: str, rows: int, warmup: int, steps: int, target: str = "td",
-                 pairs: int = 2) -> dict:
+                 pairs: int = 2, horizon: int = 0) -> dict:
   """Steps per second of the training loop and the shares of its parts (`bench.loop.shares`);
-  with `target="paired"` (`pairs` per acting step, played together) also its branch pairs
-  (`bench.loop.branch_figures`)."""
+  with `target="paired"` (`pairs` per acting step, played together, each branch at most
+  `horizon` steps) also its branch pairs (`bench.loop.branch_figures`)."""
   import tempfile  # pylint: disable=import-outside-toplevel
   from bench.loop import shares, timed_steps  # pylint: disable=import-outside-toplevel
   from configs import londi  # pylint: disable=import-outside-toplevel
@@ -194,6 +204,7 @@ def loop_figures(policies: str, rows: int, warmup: int, steps: int, target: str 
   config.switcher.min_replay = min(config.switcher.min_replay, rows * warmup // 8)
   config.switcher.target = target
   config.switcher.paired.pairs_per_step = config.switcher.paired.batch = pairs
+  config.switcher.paired.horizon = horizon
   with tempfile.TemporaryDirectory() as tmp:
     trainer = Trainer(config, os.path.join(tmp, "run"), log=None)
     try:
