@@ -1,7 +1,7 @@
 """Sweeps of LONDI (`launch.sweep`): costs x training seeds for each variant of the switcher.
 
     python -m launch.sweep --config configs/sweep.py --workdir DIR
-    python -m launch.sweep --config configs/sweep.py:cpu --workdir DIR     # ~1.5 h a variant, 2 cores
+    python -m launch.sweep --config configs/sweep.py:cpu --workdir DIR  # ~1.5 h a variant, 2 cores
     python -m launch.sweep --config configs/sweep.py:smoke --workdir DIR
     python -m launch.sweep --config configs/sweep.py:scienceworld --workdir DIR  # 2 cores
 
