@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def _tiny_sweep(tmp_path, steps: int):
   return s
 
 
-def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path):
+def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path, monkeypatch):
   s = _tiny_sweep(tmp_path, 8)
   s.base.eval.episodes = 4
   s.base.eval.dev_episodes = 4
@@ -104,6 +105,17 @@ def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path):
   assert any("td_later: not evaluated yet" in line for line in lines)
   with pytest.raises(ValueError, match="td_fwe"):
     sweep.run_sweep(s, out, log=None, only=["td_fwe"])
+  # An evaluation another process finishes while this one runs enters this one's report.
+  train = sweep.train
+
+  def train_while_another_process_evaluates(config, run_dir, **kwargs):
+    os.makedirs(os.path.join(out, "td_later"), exist_ok=True)
+    shutil.copy(os.path.join(out, "td", "eval.json"), os.path.join(out, "td_later"))
+    return train(config, run_dir, **kwargs)
+
+  monkeypatch.setattr(sweep, "train", train_while_another_process_evaluates)
+  later = sweep.run_sweep(s, out, log=None, only=["td_few"])
+  assert later["variants"]["td_later"] == summary["variants"]["td"]
 
 
 def test_an_unknown_baseline_is_named(tmp_path):

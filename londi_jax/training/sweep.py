@@ -244,13 +244,24 @@ def _reference_fields(method: dict) -> dict:
   return out
 
 
+def _first_evaluated(sweep: ml_collections.ConfigDict, workdir: str, policies_dir):
+  """The result and config of the sweep's first variant with an evaluation, or None."""
+  for name, overrides in sweep.variants.items():
+    eval_path = os.path.join(workdir, name, "eval.json")
+    if os.path.exists(eval_path):
+      with open(eval_path) as f:
+        return json.load(f), resolved(variant_config(sweep, overrides), policies_dir)
+  return None
+
+
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
               log: Callable[[str], None] | None = print,
               only: Sequence[str] | None = None) -> dict:
   """Everything `launch.sweep` does; returns what it writes to `DIR/sweep.json`.
 
   `only` names the variants to train and evaluate now (two processes can then run different
-  variants of one sweep side by side); the others enter the report only if already evaluated.
+  variants of one sweep side by side); the report holds every variant evaluated when it is
+  written, those another process finished meanwhile included.
   """
   workdir = os.path.abspath(workdir)
   unknown = sorted(set(only or ()) - set(sweep.variants.keys()))
@@ -262,27 +273,32 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str,
   base = sweep.base
   policies_dir = pretrain(base, workdir, log) if base.pretrain.enabled else None
   runners = None
-  references = None  # the first evaluated variant's result and config
-  seeds = int(sweep.seeds)
-  summary = {"costs": [], "seeds": seeds, "variants": {}}
   for name, overrides in sweep.variants.items():
+    if only and name not in only:
+      continue
     config = resolved(variant_config(sweep, overrides), policies_dir)
     runners = runners or load_runners(config)
     run_dir = os.path.join(workdir, name)
     eval_path = os.path.join(run_dir, "eval.json")
-    if only and name not in only and not os.path.exists(eval_path):
-      log(f"variant {name}: not evaluated yet and not in only; left out of the report")
-      continue
     log(f"variant {name} ({overrides}): {len(config.member_costs)} members in {run_dir}")
     train(config, run_dir, log=log, runners=runners)
     if os.path.exists(eval_path):
-      with open(eval_path) as f:
-        result = json.load(f)
       log(f"variant {name}: keeping its evaluation ({eval_path})")
     else:
-      result = evaluate_run(run_dir, runners=runners, log=log,
-                            references=_references(references, config))
-    references = references or (result, config)
+      evaluate_run(run_dir, runners=runners, log=log,
+                   references=_references(_first_evaluated(sweep, workdir, policies_dir),
+                                          config))
+  # Every variant evaluated by now enters the report, those another process finished included.
+  seeds = int(sweep.seeds)
+  summary = {"costs": [], "seeds": seeds, "variants": {}}
+  for name, overrides in sweep.variants.items():
+    eval_path = os.path.join(workdir, name, "eval.json")
+    if not os.path.exists(eval_path):
+      log(f"variant {name}: not evaluated yet; left out of the report")
+      continue
+    config = resolved(variant_config(sweep, overrides), policies_dir)
+    with open(eval_path) as f:
+      result = json.load(f)
     costs = config.member_costs[::seeds]  # one member per cost and seed (variant_config)
     summary["costs"] = sorted({*summary["costs"], *costs})
     summary["variants"][name] = aggregate(result, costs, seeds)
