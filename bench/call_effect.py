@@ -13,7 +13,7 @@ a time. The feature sets are `phi` without and with the history view (`training.
 two divergences of action distributions at the state (total variation, `TV`): the small LM on its
 own prompt against the small LM on the large LM's prompt (`tv_history`, a small-LM pass), and
 against the large LM itself (`tv_large`: what a switcher would pay a large pass to know). A last
-set adds what a recurrent switcher over `phi` could remember (`features.episode_memory`): the
+set adds what a recurrent switcher over `phi` could remember (`features.memory`): the
 episode's two previous decision points' `phi` (with the history view) and the mean over all its
 earlier ones.
 """
@@ -61,11 +61,12 @@ def decision_points(config, small, large, episodes: int) -> dict[str, list]:
     row.start(config.levels[k % len(config.levels)], episode_seed(int(config.seed), k, "dev"))
   without_history = config.copy_and_resolve_references()
   without_history.features.history = False
+  without_history.features.memory = False
   with_history = config.copy_and_resolve_references()
   with_history.features.history = True
+  with_history.features.memory = True  # phi with the history view, then the episode memory
   points = {"snapshots": [], "phi": [], "phi_history": [], "tv_history": [], "tv_large": [],
             "memory": []}
-  earlier = [[] for _ in rows]
   live = np.ones(episodes, bool)
   while live.any():
     idx = np.flatnonzero(live)
@@ -81,11 +82,10 @@ def decision_points(config, small, large, episodes: int) -> dict[str, list]:
       own = _rows_of(out, d)
       time_fraction = np.array([row.time_fraction for row in d_rows])
       points["phi"] += list(features_lib.build_features(without_history, own, time_fraction))
-      phi_history = features_lib.build_features(with_history, own, time_fraction, history)
-      points["phi_history"] += list(phi_history)
-      for j, x in zip(idx[d], phi_history):
-        points["memory"].append(features_lib.episode_memory(earlier[j], len(x)))
-        earlier[j].append(np.asarray(x))
+      with_memory = features_lib.build_features(with_history, own, time_fraction, history, d_rows)
+      dim = with_memory.shape[1] // (features_lib.MEMORY_DEPTH + 2)
+      points["phi_history"] += list(with_memory[:, :dim])
+      points["memory"] += list(with_memory[:, dim:])
       points["tv_history"] += list(total_variation(own.probs, history.probs))
       points["tv_large"] += list(total_variation(own.probs, large_out.probs))
       points["snapshots"] += [row.snapshot() for row in d_rows]

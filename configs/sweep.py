@@ -40,7 +40,13 @@ def scienceworld() -> ml_collections.ConfigDict:
   b.eval.trigger = ml_collections.ConfigDict(dict(patience=(2, 4), duration=(4, 8)))
   c.costs = (0.005,)
   c.seeds = 3
-  c.variants = ml_collections.ConfigDict({"td": "switcher.target=td"})
+  c.variants = ml_collections.ConfigDict({
+      "td": "switcher.target=td",
+      # A dearer call, so the rate falls where held random no longer matches large-only (a 4-step
+      # call block's mean effect, about 4 x 0.18 / 25 = 0.029, is below its price 4 x 0.01), and
+      # the history view (the small LM on the large LM's prompt: what the procedure has done).
+      "td_history_cost_001": "switcher.target=td; features.history=True; costs=(0.01,); "
+                             "eval.baselines=('random_held', 'trigger')"})
   return c
 
 
