@@ -18,6 +18,7 @@ from londi_jax.envs.scienceworld import gold as scienceworld_gold
 from londi_jax.envs.base import UnknownEnvironmentError
 from londi_jax.envs.scienceworld.prompts import PromptConfig, Turn, build_prompt
 from londi_jax.envs.workers import EnvWorker, descendant_pids
+from londi_jax.training.rows import Row
 
 pytest.importorskip("scienceworld")
 
@@ -117,6 +118,32 @@ def test_worker_recovers_from_a_killed_jvm(living, caplog):
     assert worker.step("look around")[2] is False
     pids = [worker.pid, *descendant_pids(worker.pid)]
   assert not set(pids) & set(descendant_pids(os.getpid()))
+
+
+def test_replay_restores_the_stepped_state_with_candidates_only_at_its_end(living):
+  """`ScienceWorld.replay` (what `Row.replay` calls, here and in a worker) gives the state that
+  stepping gives: the same last observation, rewards, score and both prompts."""
+  living.reset(seed=3)
+  actions = _gold(living)[:-1]  # the gold path less its last step: the episode is still on
+  prompts = {"small": PromptConfig(num_actions=1), "large": PromptConfig(num_actions=8)}
+  played = Row(prompts, make_env=lambda _: living)
+  played.start("scienceworld/find-living-thing", 3)
+  for k, action in enumerate(actions):
+    played.step(action, k % 2)
+  expected = (played.obs, played.rewards, played.score, played.switches,
+              [played.prompt(name) for name in prompts])
+  first, steps = living.replay(3, actions)
+  assert first.valid_actions == () and all(s[0].valid_actions == () for s in steps[:-1])
+  assert steps[-1][0] == played.obs and [s[1] for s in steps] == played.rewards
+  again = Row(prompts, make_env=lambda _: living)
+  again.replay(played.snapshot())
+  assert (again.obs, again.rewards, again.score, again.switches,
+          [again.prompt(name) for name in prompts]) == expected
+  make = functools.partial(envs.make, "scienceworld/find-living-thing")
+  with EnvWorker(make, timeout_s=60) as worker:
+    remote = Row(prompts, make_env=lambda _: worker)
+    remote.replay(played.snapshot())
+    assert (remote.obs, remote.prompt("large")) == (expected[0], expected[4][1])
 
 
 def test_collect_writes_gold_demonstrations(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from londi_jax.envs.base import Observation, TextEnv
 from londi_jax.envs.vector import VectorEnv
-from londi_jax.envs.workers import EnvWorker, descendant_pids
+from londi_jax.envs.workers import EnvWorker, WorkerFailure, descendant_pids
 
 
 class CountingEnv:
@@ -109,3 +109,20 @@ def test_worker_is_a_text_env_and_reports_each_episodes_step_limit():
     assert worker.step_limit == 105  # asked after the reset, then kept for the episode
     worker.reset(seed=7)
     assert worker.step_limit == 107
+
+
+def test_replay_resets_and_steps_in_one_call_and_stops_at_the_episodes_end(worker):
+  first, steps = worker.replay(98, ["tick"] * 5)
+  assert first.sentences == ("t=98",)
+  assert [s[0].sentences for s in steps] == [("t=99",), ("t=100",)] and steps[-1][2]
+  assert all(s[0].extra["pid"] == worker.pid for s in steps)
+  assert worker.step_limit == 198  # asked again after the replay's reset
+
+
+def test_a_worker_that_dies_during_a_replay_is_restarted_and_the_replay_refused(worker, caplog):
+  first_pid = worker.pid
+  worker.reset(seed=0)
+  with caplog.at_level(logging.WARNING), pytest.raises(WorkerFailure, match="replay failed"):
+    worker.replay(0, ["tick", "die", "tick"])
+  assert worker.restarts == 1 and worker.pid != first_pid
+  assert worker.replay(4, ["tick"])[1][0][0].sentences == ("t=5",)

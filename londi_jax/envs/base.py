@@ -15,6 +15,9 @@ Each family also renders prompts for LM policies behind one `PromptHistory` prot
     obs, reward, done, info = env.step(action)
     history.record(action, obs, reward)
 
+`envs.base.replay(env, seed, actions)` restores a state by resetting and stepping its episode's
+actions (in one worker call for a remote environment).
+
 `londi_jax.envs.prompt_history(env_id, config)` builds the history of an environment's family
 from a saved prompt config, so code that plays episodes need not know which family it serves.
 """
@@ -22,7 +25,7 @@ from a saved prompt config, so code that plays episodes need not know which fami
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +79,25 @@ class PromptHistory(Protocol):
   def prompt(self) -> str:
     """The prompt for the next action."""
     ...
+
+
+def replay(env: TextEnv, seed: int | None, actions: Sequence[str]
+           ) -> tuple[Observation, list[tuple[Observation, float, bool, dict[str, Any]]]]:
+  """`env.reset(seed)`, then `env.step` of each action until one ends the episode.
+
+  Returns the first observation and every step's `(obs, reward, done, info)`. An environment
+  with its own `replay(seed, actions)` (ScienceWorld's skips what only the last state needs)
+  answers instead; a worker runs it in one call (`envs.workers`).
+  """
+  own = getattr(env, "replay", None)
+  if own is not None:
+    return own(seed, actions)
+  first, steps = env.reset(seed=seed), []
+  for action in actions:
+    steps.append(env.step(action))
+    if steps[-1][2]:
+      break
+  return first, steps
 
 
 class InvalidActionError(ValueError):

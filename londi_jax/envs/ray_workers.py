@@ -32,7 +32,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from londi_jax.envs.base import Observation, TextEnv
+from londi_jax.envs.base import Observation, TextEnv, replay
 from londi_jax.envs.workers import EnvCrashed, RemoteEnv, kill_tree
 
 _LOG = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ class _EnvActor:
     self._env = None
 
   def call(self, method: str, argument: Any) -> tuple[int, str, Any]:
-    """`(pid, node id, result)` of `reset(seed)`, `step(action)` or `step_limit`."""
+    """`(pid, node id, result)` of `reset(seed)`, `step(action)`, `replay((seed, actions))` or
+    `step_limit`."""
     ray = _ray()
     where = (os.getpid(), ray.get_runtime_context().get_node_id())
     if method == "where":
@@ -110,6 +111,8 @@ class _EnvActor:
       result = self._env.reset(seed=argument)
     elif method == "step_limit":
       result = self._env.step_limit
+    elif method == "replay":
+      result = replay(self._env, *argument)
     else:
       result = self._env.step(argument)
     return (*where, result)

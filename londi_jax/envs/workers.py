@@ -10,7 +10,9 @@ The environment is built by `env_fn` inside the worker (a `spawn` subprocess, so
 is never forked). A worker whose process dies, or whose call runs past its timeout, is killed with
 its whole process tree (a ScienceWorld JVM included) and started again; the step in flight ends the
 episode as truncated (`done=True`, `info["truncated"]`, `info["worker_restarted"]`,
-`info["error"]`), and the next `reset` runs in the fresh process. An environment that notices that
+`info["error"]`), and the next `reset` runs in the fresh process. `replay(seed, actions)` resets and
+steps a whole episode prefix in one call (`envs.base.replay`); a failure during it raises
+`WorkerFailure` after the restart. An environment that notices that
 its own backend died (ScienceWorld's JVM) raises `EnvCrashed`, which counts as a failure too;
 other exceptions that the environment raises are passed on to the caller unchanged.
 
@@ -31,9 +33,9 @@ import signal
 import sys
 import traceback
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from londi_jax.envs.base import Observation, TextEnv
+from londi_jax.envs.base import Observation, TextEnv, replay
 
 _LOG = logging.getLogger(__name__)
 _CONTEXT = multiprocessing.get_context("spawn")
@@ -126,6 +128,8 @@ def _serve(env_fn: Callable[[], TextEnv], conn) -> None:
           result = env.reset(seed=argument)
         elif method == "step_limit":
           result = env.step_limit
+        elif method == "replay":
+          result = replay(env, *argument)
         else:
           result = env.step(argument)
         conn.send(("ok", result))
@@ -235,6 +239,23 @@ class RemoteEnv:
     """Steps the environment."""
     self.step_async(action)
     return self.wait()
+
+  def replay(self, seed: int | None, actions: Sequence[str]
+             ) -> tuple[Observation, list[tuple[Observation, float, bool, dict[str, Any]]]]:
+    """`envs.base.replay` run where the environment lives, in one call; a worker that fails
+    during it is restarted and the failure raised (`WorkerFailure`)."""
+    self._step_limit = None
+    self._send("replay", (seed, list(actions)))
+    status, result = self._receive(self.reset_timeout_s + self.timeout_s * len(actions))
+    self._pending = None
+    if status == "ok":
+      first, steps = result
+      self._last_obs = steps[-1][0] if steps else first
+      return result
+    if status == "raise":
+      raise result
+    self._restart(result)
+    raise WorkerFailure(f"replay failed: {self._reason(result)}")
 
   def close(self) -> None:
     raise NotImplementedError

@@ -92,13 +92,21 @@ class Row:
 
   def start(self, env_id: str, seed: int) -> None:
     """Resets to a new episode of `env_id` with reset seed `seed`."""
+    self._open(env_id, seed)
+    self._begin(self.env.reset(seed=self.seed))
+
+  def _open(self, env_id: str, seed: int) -> None:
+    """Makes the environment of `env_id` (opened once) the row's, for reset seed `seed`."""
     if env_id not in self._envs:
       if self._max_envs and len(self._envs) >= self._max_envs:
         self.close()
       self._envs[env_id] = self._make_env(env_id)
     self.env, self.env_id, self.seed = self._envs[env_id], env_id, int(seed)
-    self.obs = self.env.reset(seed=self.seed)
-    self.histories = {name: envs.prompt_history(env_id, c)
+
+  def _begin(self, obs) -> None:
+    """Starts the row's episode at its first observation `obs`."""
+    self.obs = obs
+    self.histories = {name: envs.prompt_history(self.env_id, c)
                       for name, c in self._prompt_configs.items()}
     for h in self.histories.values():
       h.reset(self.obs)
@@ -150,7 +158,8 @@ class Row:
     return snap
 
   def replay(self, snap: Mapping[str, Any]) -> None:
-    """Restores the state `snapshot` described by replaying its episode's actions.
+    """Restores the state `snapshot` described by replaying its episode's actions
+    (`envs.base.replay`: one call to a worker, and no candidates for the states in between).
 
     Snapshots written before switches were kept hold only their number (`calls`); those replay
     with the calls on the episode's first steps (the number, which budgets read, is exact).
@@ -164,9 +173,11 @@ class Row:
     if len(switches) != len(actions):
       raise ValueError(f"row snapshot of episode seed {snap['seed']} has {len(actions)} actions "
                        f"but {len(switches)} switches")
-    self.start(snap["env_id"], snap["seed"])
-    for action, switch in zip(actions, switches):
-      _, done, _ = self.step(action, switch)
+    self._open(snap["env_id"], snap["seed"])
+    first, steps = envs.base.replay(self.env, self.seed, actions)
+    self._begin(first)
+    for action, switch, result in zip(actions, switches, steps):
+      _, done, _ = self.step(action, switch, result)
       if done:
         raise RuntimeError(f"replaying episode seed {snap['seed']} ended early; the environment "
                            "is not deterministic")

@@ -30,7 +30,7 @@ import logging
 import random
 import subprocess
 import weakref
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from londi_jax.envs.scienceworld import candidates as candidates_lib
 from londi_jax.envs.base import Observation
@@ -186,7 +186,8 @@ class ScienceWorld:
     self.close()
 
   def __del__(self):
-    self.close()
+    if hasattr(self, "_sim"):  # not when `__init__` refused its arguments
+      self.close()
 
   # Variations.
 
@@ -232,25 +233,63 @@ class ScienceWorld:
   def reset(self, seed: int | None = None) -> Observation:
     """Starts an episode on the variation that `seed` picks (see `__init__`)."""
     with self._jvm_errors():
-      variation = self._variation_for(seed)
-      self._load(variation)
-      self.variation = variation
-      self.simulator.server.reset()
-      self._steps, self._score = 0, 0
-      text, _, _, _ = self._send("look around")
-      return self._observation(text)
+      return self._observation(self._start(seed))
 
   def step(self, action: str) -> tuple[Observation, float, bool, dict[str, Any]]:
     """Sends `action` to the simulator and returns `(obs, reward, done, info)`."""
     if self._loaded is None:
       raise RuntimeError("call reset() before step()")
     with self._jvm_errors():
-      text, raw_score, completed, ambiguous = self._send(action)
-      self._steps += 1
-      score = max(raw_score, 0)
-      reward = float(score - self._score)
-      self._score = score
-      obs = self._observation(text)
+      return self._advance(action, self._observation)
+
+  def replay(self, seed: int | None, actions: Sequence[str]
+             ) -> tuple[Observation, list[tuple[Observation, float, bool, dict[str, Any]]]]:
+    """`reset(seed)` then `step` of each action, returning the first observation and every
+    step's result, the way `envs.base.replay` does, but without the work that only the current
+    state needs: every observation but the last has the simulator's answer (`extra`'s
+    `observation`, `score`, `step`) and no candidates, look or inventory. Those are most of a
+    step's cost, and a prompt history reads only the answers of earlier steps. Stops after a
+    step that ends the episode.
+    """
+    with self._jvm_errors():
+      text = self._start(seed)
+      mission = _mission(self.simulator.taskdescription())
+      last = len(actions)
+
+      def light(answer: str) -> Observation:
+        extra = {"observation": answer, "score": self._score, "step": self._steps,
+                 "task": self.task, "variation": self.variation}
+        return Observation(mission=mission, sentences=sentences(answer), valid_actions=(),
+                           extra=extra)
+
+      first = light(text) if last else self._observation(text)
+      steps = []
+      for k, action in enumerate(actions):
+        steps.append(self._advance(action, self._observation if k + 1 == last else light))
+        if steps[-1][2]:
+          break
+      return first, steps
+
+  def _start(self, seed: int | None) -> str:
+    """Loads and resets the variation that `seed` picks; returns the first answer."""
+    variation = self._variation_for(seed)
+    self._load(variation)
+    self.variation = variation
+    self.simulator.server.reset()
+    self._steps, self._score = 0, 0
+    text, _, _, _ = self._send("look around")
+    return text
+
+  def _advance(self, action: str, observe: Callable[[str], Observation]
+               ) -> tuple[Observation, float, bool, dict[str, Any]]:
+    """One step: `action` sent, the score and step count kept, the answer made an observation
+    by `observe`."""
+    text, raw_score, completed, ambiguous = self._send(action)
+    self._steps += 1
+    score = max(raw_score, 0)
+    reward = float(score - self._score)
+    self._score = score
+    obs = observe(text)
     done = completed or raw_score < 0
     truncated = self._steps >= self.step_limit and not done
     info = {"score": score, "max_score": MAX_SCORE, "success": raw_score >= 100,
