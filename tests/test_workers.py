@@ -9,7 +9,7 @@ import pytest
 
 from londi_jax.envs.base import Observation, TextEnv
 from londi_jax.envs.vector import VectorEnv
-from londi_jax.envs.workers import EnvWorker, WorkerFailure, descendant_pids
+from londi_jax.envs.workers import EnvWorker, WorkerFailure, descendant_pids, dispatch
 
 
 class CountingEnv:
@@ -126,3 +126,13 @@ def test_a_worker_that_dies_during_a_replay_is_restarted_and_the_replay_refused(
     worker.replay(0, ["tick", "die", "tick"])
   assert worker.restarts == 1 and worker.pid != first_pid
   assert worker.replay(4, ["tick"])[1][0][0].sentences == ("t=5",)
+
+
+def test_dispatch_runs_each_request_on_the_env_and_names_an_unknown_one():
+  env = CountingEnv()
+  assert dispatch(env, "reset", 3).sentences == ("t=3",)
+  assert dispatch(env, "step", "tick")[0].sentences == ("t=4",)
+  assert dispatch(env, "step_limit", None) == 103
+  assert dispatch(env, "replay", (0, ["tick"]))[1][0][0].sentences == ("t=1",)
+  with pytest.raises(ValueError, match="'jump'"):
+    dispatch(env, "jump", None)

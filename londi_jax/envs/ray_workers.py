@@ -32,8 +32,8 @@ import sys
 import time
 from typing import Any, Callable
 
-from londi_jax.envs.base import Observation, TextEnv, replay
-from londi_jax.envs.workers import EnvCrashed, RemoteEnv, kill_tree
+from londi_jax.envs.base import Observation, TextEnv
+from londi_jax.envs.workers import EnvCrashed, RemoteEnv, dispatch, kill_tree
 
 _LOG = logging.getLogger(__name__)
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -107,15 +107,7 @@ class _EnvActor:
       return (*where, None)
     if self._env is None:
       self._env = self._env_fn()
-    if method == "reset":
-      result = self._env.reset(seed=argument)
-    elif method == "step_limit":
-      result = self._env.step_limit
-    elif method == "replay":
-      result = replay(self._env, *argument)
-    else:
-      result = self._env.step(argument)
-    return (*where, result)
+    return (*where, dispatch(self._env, method, argument))
 
   def close(self) -> None:
     if self._env is not None:

@@ -108,6 +108,20 @@ class EnvCrashed(RuntimeError):
   """Raised by an environment whose backend (a JVM, a simulator process) has died."""
 
 
+def dispatch(env: TextEnv, method: str, argument: Any) -> Any:
+  """Runs one remote request on `env`: `reset(seed)`, `step(action)`, `replay((seed, actions))`
+  or the `step_limit` property."""
+  if method == "reset":
+    return env.reset(seed=argument)
+  if method == "step_limit":
+    return env.step_limit
+  if method == "replay":
+    return replay(env, *argument)
+  if method == "step":
+    return env.step(argument)
+  raise ValueError(f"unknown environment request {method!r}")
+
+
 def _serve(env_fn: Callable[[], TextEnv], conn) -> None:
   """The worker's loop: runs each `(method, argument)` request on the env and sends the result."""
   env = None
@@ -124,15 +138,7 @@ def _serve(env_fn: Callable[[], TextEnv], conn) -> None:
       try:
         if env is None:
           env = env_fn()
-        if method == "reset":
-          result = env.reset(seed=argument)
-        elif method == "step_limit":
-          result = env.step_limit
-        elif method == "replay":
-          result = replay(env, *argument)
-        else:
-          result = env.step(argument)
-        conn.send(("ok", result))
+        conn.send(("ok", dispatch(env, method, argument)))
       except EnvCrashed as e:
         conn.send(("failed", f"environment crashed: {e}"))
         return
