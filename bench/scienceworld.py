@@ -1,7 +1,7 @@
 """ScienceWorld figures: environment steps per second, and candidate scoring at its list sizes.
 
-    python -m bench.scienceworld [--parts steps,scoring,loop] [--task boil] [--steps 150] \
-        [--batch 1,2,4] [--policies artifacts/scienceworld]
+    python -m bench.scienceworld [--parts steps,scoring,loop,replay] [--task boil] \
+        [--steps 150] [--batch 1,2,4] [--policies artifacts/scienceworld]
 
 `scoring`: a policy of the large ScienceWorld shape (`configs/pretrain.py:scienceworld`, random
 weights, a 2,048-word vocabulary) scores a batch of 8 states with 100, 1,000 and 3,000
@@ -17,6 +17,15 @@ cost here: their branch environment steps per second and their share of the trai
 (`--loop_pairs` pairs per acting step, played together in two JVMs each), once per horizon of
 `--loop_horizons` (`switcher.paired.horizon`, 0: to the episode's end), side by side in one run,
 with each horizon's branch time over the first one's.
+
+`replay`: bringing an `EnvWorker`'s environment to the state after `--replay_lengths` steps of
+a recorded random episode (actions chosen as in `steps`), by stepping (a reset, then one call per
+step, each returning the full observation with its candidate list) and by one `replay` call
+(`envs.base.replay`: light observations until the last step): seconds of each, the median of
+`--repeats` after an untimed round, and stepping over replay. This is what a paired target's
+branch pays to restore a state. `same` says whether both ended in the same observation: not
+always, since ScienceWorld's animals move at random (bees in the greenhouse, say), whichever way
+the actions are played.
 
 `steps`:
 Figures: one environment in this process, then `EnvWorker` batches of each `--batch` size whose
@@ -47,7 +56,10 @@ _STEPS = flags.DEFINE_integer("steps", 150, "Environment steps per figure (all r
 _BATCH = flags.DEFINE_list("batch", ["1", "2", "4"], "Worker batch sizes.")
 _WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed batch steps first (the JVMs' JIT warm-up).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the actions and of the first episode.")
-_PARTS = flags.DEFINE_list("parts", ["steps", "scoring"], "Which figures: steps, scoring.")
+_PARTS = flags.DEFINE_list("parts", ["steps", "scoring"],
+                           "Which figures: steps, scoring, loop, replay.")
+_REPLAY_LENGTHS = flags.DEFINE_list("replay_lengths", ["5", "10", "20"],
+                                    "Episode prefixes (steps) of the replay figures.")
 _CHUNK = flags.DEFINE_integer("chunk", 256, "Candidates per pass of the chunked scoring.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per scoring figure.")
 _POLICIES = flags.DEFINE_string("policies", "artifacts/scienceworld", "Policies of the loop.")
@@ -182,6 +194,13 @@ def main(argv):
         ratio = fig["branches"]["branch_s"] / first
         print(branch_line(fig["branches"]) + f"; branch time {ratio:.2f}x horizon "
               f"{horizons[0]}'s")
+  if "replay" in _PARTS.value:
+    results["replay"] = replay_figures(_TASK.value, [int(n) for n in _REPLAY_LENGTHS.value],
+                                       _REPEATS.value, _SEED.value)
+    print(f"{'prefix':>6s} {'stepping s':>11s} {'replay s':>9s} {'ratio':>6s} same")
+    for n, row in results["replay"].items():
+      print(f"{n:6d} {row['stepping_s']:11.3f} {row['replay_s']:9.3f} "
+            f"{row['stepping_over_replay']:6.2f} {row['same_observation']}")
   if "steps" in _PARTS.value:
     results["steps"] = step_figures()
   print(json.dumps(results, sort_keys=True))
@@ -214,6 +233,46 @@ def loop_figures(policies: str, rows: int, warmup: int, steps: int, target: str 
   out = {"branches": branches} if branches else {}
   return {"rows": rows, "steps": steps, "steps_per_s": steps / wall,
           "env_steps_per_s": steps * rows / wall, "shares": shares(trainer.timings), **out}
+
+
+def replay_figures(task: str, lengths, repeats: int = 3, seed: int = 0) -> dict:
+  """Seconds to restore the state after each of `lengths` steps in one `EnvWorker`, by stepping
+  and by `replay`, and their ratio."""
+  import statistics  # pylint: disable=import-outside-toplevel
+
+  with EnvWorker(functools.partial(envs.make, f"scienceworld/{task}"), timeout_s=120) as worker:
+    rng, actions = random.Random(seed), []
+    obs, done = worker.reset(seed=seed), False
+    while len(actions) < max(lengths) and not done:
+      actions.append(_choose(rng, obs.valid_actions))
+      obs, _, done, _ = worker.step(actions[-1])
+
+    def stepping(prefix):
+      last = worker.reset(seed=seed)
+      for action in prefix:
+        last = worker.step(action)[0]
+      return last
+
+    def replaying(prefix):
+      first, steps = worker.replay(seed, prefix)
+      return steps[-1][0] if steps else first
+
+    figures = {}
+    for n in lengths:
+      prefix = actions[:n]
+      same = stepping(prefix) == replaying(prefix)  # also the untimed round
+      seconds = {}
+      for name, restore in (("stepping", stepping), ("replay", replaying)):
+        times = []
+        for _ in range(repeats):
+          start = time.perf_counter()
+          restore(prefix)
+          times.append(time.perf_counter() - start)
+        seconds[name] = statistics.median(times)
+      figures[len(prefix)] = {"stepping_s": seconds["stepping"], "replay_s": seconds["replay"],
+                              "stepping_over_replay": seconds["stepping"] / seconds["replay"],
+                              "same_observation": same}
+  return figures
 
 
 def step_figures() -> dict:

@@ -45,8 +45,11 @@ def scienceworld() -> ml_collections.ConfigDict:
       # A dearer call, so the rate falls where held random no longer matches large-only (a 4-step
       # call block's mean effect, about 4 x 0.18 / 25 = 0.029, is below its price 4 x 0.01), and
       # the history view (the small LM on the large LM's prompt: what the procedure has done).
+      # Its trigger grid reaches down to this variant's rates (30-35%): with patience 2-4 the
+      # trigger calls on at least 65% of dev steps, since a stall keeps re-triggering it.
       "td_history_cost_001": "switcher.target=td; features.history=True; costs=(0.01,); "
-                             "eval.baselines=('random_held', 'trigger')"})
+                             "eval.baselines=('random_held', 'trigger'); "
+                             "eval.trigger.patience=(4, 8, 16); eval.trigger.duration=(2, 4)"})
   return c
 
 
