@@ -11,8 +11,8 @@ is never forked). A worker whose process dies, or whose call runs past its timeo
 its whole process tree (a ScienceWorld JVM included) and started again; the step in flight ends the
 episode as truncated (`done=True`, `info["truncated"]`, `info["worker_restarted"]`,
 `info["error"]`), and the next `reset` runs in the fresh process. `replay(seed, actions)` resets and
-steps a whole episode prefix in one call (`envs.base.replay`); a failure during it raises
-`WorkerFailure` after the restart. An environment that notices that
+steps a whole episode prefix in one call (`envs.base.replay`; `replay_async` and `wait_replay`
+split it like a step); a failure during it raises `WorkerFailure` after the restart. An environment that notices that
 its own backend died (ScienceWorld's JVM) raises `EnvCrashed`, which counts as a failure too;
 other exceptions that the environment raises are passed on to the caller unchanged.
 
@@ -250,8 +250,20 @@ class RemoteEnv:
              ) -> tuple[Observation, list[tuple[Observation, float, bool, dict[str, Any]]]]:
     """`envs.base.replay` run where the environment lives, in one call; a worker that fails
     during it is restarted and the failure raised (`WorkerFailure`)."""
+    self.replay_async(seed, actions)
+    return self.wait_replay()
+
+  def replay_async(self, seed: int | None, actions: Sequence[str]) -> None:
+    """Starts a `replay(seed, actions)`; `wait_replay()` returns its result."""
     self._step_limit = None
     self._send("replay", (seed, list(actions)))
+
+  def wait_replay(self
+                  ) -> tuple[Observation, list[tuple[Observation, float, bool, dict[str, Any]]]]:
+    """The result of the `replay_async` in flight (a failure restarts the worker and raises)."""
+    if self._pending is None or self._pending[0] != "replay":
+      raise RuntimeError("no replay in flight; call replay_async first")
+    actions = self._pending[1][1]
     status, result = self._receive(self.reset_timeout_s + self.timeout_s * len(actions))
     self._pending = None
     if status == "ok":

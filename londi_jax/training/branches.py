@@ -24,7 +24,7 @@ from londi_jax.switching.paired import BranchOutcome, paired_items, play_branch_
 from londi_jax.training import features as features_lib
 from londi_jax.training.lm import LMRunner, choose_actions, crn_uniform
 from londi_jax.training.members import make_add_pairs
-from londi_jax.training.rows import Row, make_env_fn
+from londi_jax.training.rows import Row, make_env_fn, replay_rows
 
 CONTINUATIONS = ("small", "greedy")
 # greedy(phi [K, F], remaining [K], pair [K]) -> switches [K]: the switcher of each branch's pair.
@@ -72,8 +72,7 @@ class RowBranches:
     """
     n = len(snapshots)
     self.rows = self._assign_rows([snap["env_id"] for snap in snapshots] * 2)
-    for row, snap in zip(self.rows, list(snapshots) * 2):
-      row.replay(snap)
+    replay_rows(self.rows, list(snapshots) * 2)
     self.pair = np.tile(np.arange(n) if pair_ids is None else np.asarray(pair_ids), 2)
     self._held = np.zeros(2 * n, np.int64)
     self._small_cache = None

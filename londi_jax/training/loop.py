@@ -65,7 +65,7 @@ from londi_jax.training.episodes import EnvPool
 from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform, load_runners
 from londi_jax.training.members import TARGETS, make_members
 from londi_jax.training.metrics import MetricsWriter
-from londi_jax.training.rows import Row, TrainRows, make_env_fn
+from londi_jax.training.rows import Row, TrainRows, make_env_fn, replay_rows
 
 MEASURE_DECAY = 0.99  # of the exponential average of the greedy call rate
 PERIODIC_EVAL_SEED = 500_000  # periodic evaluations play `dev` seeds far from training's
@@ -324,8 +324,8 @@ class Trainer:
   def _restore_rows(self, snap: dict) -> None:
     """`TrainRows.restore` of this process's rows (any process count wrote `snap`)."""
     self.rows.episode_index = [int(k) for k in snap["episode_index"]]
-    for r in self.local:
-      self.rows.rows[r].replay(snap["rows"][r])
+    replay_rows([self.rows.rows[r] for r in self.local],
+                [snap["rows"][r] for r in self.local])
 
   def _write(self, record: dict) -> None:
     if self.placement.is_primary:

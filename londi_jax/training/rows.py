@@ -164,7 +164,12 @@ class Row:
     Snapshots written before switches were kept hold only their number (`calls`); those replay
     with the calls on the episode's first steps (the number, which budgets read, is exact).
     """
-    actions = snap["actions"]
+    replay_rows([self], [snap])
+
+  def _send_replay(self, snap: Mapping[str, Any]) -> tuple[list[str], list[int]]:
+    """Opens the snapshot's environment and starts its replay where the environment can run one
+    in the background (a worker); returns the actions and switches to apply."""
+    actions = list(snap["actions"])
     if "switches" in snap:
       switches = [int(g) for g in snap["switches"]]
     else:
@@ -174,7 +179,16 @@ class Row:
       raise ValueError(f"row snapshot of episode seed {snap['seed']} has {len(actions)} actions "
                        f"but {len(switches)} switches")
     self._open(snap["env_id"], snap["seed"])
-    first, steps = envs.base.replay(self.env, self.seed, actions)
+    if hasattr(self.env, "replay_async"):
+      self.env.replay_async(self.seed, actions)
+    return actions, switches
+
+  def _finish_replay(self, snap: Mapping[str, Any], actions: list[str], switches: list[int]
+                     ) -> None:
+    if hasattr(self.env, "replay_async"):
+      first, steps = self.env.wait_replay()
+    else:
+      first, steps = envs.base.replay(self.env, self.seed, actions)
     self._begin(first)
     for action, switch, result in zip(actions, switches, steps):
       _, done, _ = self.step(action, switch, result)
@@ -191,6 +205,27 @@ class Row:
     for env in self._envs.values():
       env.close()
     self._envs = {}
+
+
+def replay_rows(rows: Sequence[Row], snaps: Sequence[Mapping[str, Any]]) -> None:
+  """`Row.replay` of each row to its snapshot, the replays of worker-held environments in flight
+  together (each worker replays its own episode while the others do)."""
+  # pylint: disable=protected-access
+  started, waiting = [], []
+  try:
+    for row, snap in zip(rows, snaps):
+      started.append(row._send_replay(snap))
+      waiting.append(row)
+    for row, snap, (actions, switches) in zip(rows, snaps, started):
+      waiting.remove(row)
+      row._finish_replay(snap, actions, switches)
+  finally:
+    for row in waiting:  # a replay failed: the others' answers are collected and dropped
+      if hasattr(row.env, "replay_async"):
+        try:
+          row.env.wait_replay()
+        except Exception:  # pylint: disable=broad-except
+          pass
 
 
 class TrainRows:
@@ -228,8 +263,7 @@ class TrainRows:
 
   def restore(self, snap: Mapping[str, Any]) -> None:
     self.episode_index = [int(k) for k in snap["episode_index"]]
-    for row, s in zip(self.rows, snap["rows"]):
-      row.replay(s)
+    replay_rows(self.rows, snap["rows"])
 
   def close(self) -> None:
     for row in self.rows:
