@@ -49,7 +49,16 @@ def scienceworld() -> ml_collections.ConfigDict:
       # trigger calls on at least 65% of dev steps, since a stall keeps re-triggering it.
       "td_history_cost_001": "switcher.target=td; features.history=True; costs=(0.01,); "
                              "eval.baselines=('random_held', 'trigger'); "
-                             "eval.trigger.patience=(4, 8, 16); eval.trigger.duration=(2, 4)"})
+                             "eval.trigger.patience=(4, 8, 16); eval.trigger.duration=(2, 4)",
+      # The same with paired targets (counterfactual branch pairs, small-LM continuation, shared
+      # by all members): one pair per member and acting step, the 3 pairs of a step played
+      # together in 6 branch JVMs; a checkpoint every 50 steps, since a step takes ~20 s.
+      "paired_history_cost_001": "switcher.target=paired; switcher.paired.pairs_per_step=1; "
+                                 "switcher.paired.batch=3; checkpoint_every=50; "
+                                 "features.history=True; costs=(0.01,); "
+                                 "eval.baselines=('random_held', 'trigger'); "
+                                 "eval.trigger.patience=(4, 8, 16); "
+                                 "eval.trigger.duration=(2, 4)"})
   return c
 
 

@@ -36,6 +36,14 @@ def test_members_are_every_cost_times_every_seed():
     sweep.variant_config(s, "costs=()")
 
 
+@pytest.mark.parametrize("preset", ["default", "cpu", "smoke", "scienceworld"])
+def test_every_variant_of_every_preset_names_known_fields(preset):
+  s = sweep_config.get_config(preset)
+  for name, overrides in s.variants.items():
+    config = sweep.variant_config(s, overrides)
+    assert len(config.member_costs) % int(s.seeds) == 0, name
+
+
 def _tiny_sweep(tmp_path, steps: int):
   """The smoke sweep over tiny untrained policies, `steps` acting steps per run."""
   s = sweep_config.get_config("smoke")
