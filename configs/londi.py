@@ -94,8 +94,10 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   c.eval.calibration_rounds = 1
   # Baselines matched to each member's call rate (training.evaluation.MEMBER_BASELINES).
   c.eval.baselines = ("random", "random_held", "confidence", "schedule")  # or "trigger" too
-  # The SwiftSage-style trigger's grid, searched on dev episodes for the setting nearest the rate.
-  c.eval.trigger = ml_collections.ConfigDict(dict(patience=(2, 4, 8), duration=(2, 4, 8)))
+  # The SwiftSage-style trigger's grid, searched on dev episodes for the setting nearest the rate;
+  # `rearm`: a stall triggers again only after `patience` more steps of the small LM.
+  c.eval.trigger = ml_collections.ConfigDict(dict(patience=(2, 4, 8), duration=(2, 4, 8),
+                                                  rearm=False))
 
   # Devices and processes (docs/scaling.md); neither changes the results.
   c.runtime = runtime_config()  # mesh "auto" or "<members>x<data>", distributed, coordinator...
@@ -219,7 +221,7 @@ def scienceworld(preset: str = "default") -> ml_collections.ConfigDict:
     c.eval.episodes = 4
     c.eval.num_envs = 2
     c.eval.dev_episodes = 2
-    c.eval.trigger = ml_collections.ConfigDict(dict(patience=(2,), duration=(2, 4)))
+    c.eval.trigger.patience, c.eval.trigger.duration = (2,), (2, 4)
     c.switcher.hold = 2
     c.switcher.min_replay = 8
     c.switcher.batch_size = 8

@@ -37,28 +37,28 @@ def scienceworld() -> ml_collections.ConfigDict:
   b.eval.episodes = 100  # 25 test variations of each task
   b.eval.dev_episodes = 32
   b.eval.baselines = ("random_held", "schedule", "trigger")
-  b.eval.trigger = ml_collections.ConfigDict(dict(patience=(2, 4), duration=(4, 8)))
+  b.eval.trigger.patience, b.eval.trigger.duration = (2, 4), (4, 8)
   c.costs = (0.005,)
   c.seeds = 3
+  rearmed = ("eval.trigger.patience=(4, 8, 16); eval.trigger.duration=(2, 4); "
+             "eval.trigger.rearm=True")
   c.variants = ml_collections.ConfigDict({
       "td": "switcher.target=td",
       # A dearer call, so the rate falls where held random no longer matches large-only (a 4-step
       # call block's mean effect, about 4 x 0.18 / 25 = 0.029, is below its price 4 x 0.01), and
       # the history view (the small LM on the large LM's prompt: what the procedure has done).
-      # Its trigger grid reaches down to this variant's rates (30-35%): with patience 2-4 the
-      # trigger calls on at least 65% of dev steps, since a stall keeps re-triggering it.
+      # Its trigger re-arms after a takeover, so that it reaches this variant's rates (30-35%):
+      # otherwise a stall keeps the large LM on until the score rises, and no setting tried
+      # (patience 2-16, duration 2-8) calls on fewer than 65% of dev steps.
       "td_history_cost_001": "switcher.target=td; features.history=True; costs=(0.01,); "
-                             "eval.baselines=('random_held', 'trigger'); "
-                             "eval.trigger.patience=(4, 8, 16); eval.trigger.duration=(2, 4)",
+                             "eval.baselines=('random_held', 'trigger'); " + rearmed,
       # The same with paired targets (counterfactual branch pairs, small-LM continuation, shared
       # by all members): one pair per member and acting step, the 3 pairs of a step played
       # together in 6 branch JVMs; a checkpoint every 50 steps, since a step takes ~20 s.
       "paired_history_cost_001": "switcher.target=paired; switcher.paired.pairs_per_step=1; "
                                  "switcher.paired.batch=3; checkpoint_every=50; "
                                  "features.history=True; costs=(0.01,); "
-                                 "eval.baselines=('random_held', 'trigger'); "
-                                 "eval.trigger.patience=(4, 8, 16); "
-                                 "eval.trigger.duration=(2, 4)"})
+                                 "eval.baselines=('random_held', 'trigger'); " + rearmed})
   return c
 
 

@@ -58,9 +58,11 @@ def _script(gold):
 
 def test_trigger_rule_takes_over_after_rejections_stalls_and_the_first_focus(gold, row):
   steps, proposals = _script(gold)
-  rule = ev.trigger_rule(patience=4, duration=2).rule
+  rules = {"p4d2": ev.trigger_rule(patience=4, duration=2).rule,
+           "p2d2": ev.trigger_rule(patience=2, duration=2).rule,
+           "p2d2_rearm": ev.trigger_rule(patience=2, duration=2, rearm=True).rule}
   row.start(TASK, seed=0)
-  decisions, rewards, answers = [], [], []
+  decisions, rewards, answers = {name: [] for name in rules}, [], []
   for action, proposal in zip(steps, proposals):
     candidates = row.obs.valid_actions
     if proposal == "focus":
@@ -70,7 +72,8 @@ def test_trigger_rule_takes_over_after_rejections_stalls_and_the_first_focus(gol
                    episode_seeds=np.array([row.seed]), t=np.array([row.t]),
                    small_actions=np.array([candidates.index(proposal)]), large_actions=None,
                    rows=[row])
-    decisions.append(int(rule(view)[0]))
+    for name, rule in rules.items():
+      decisions[name].append(int(rule(view)[0]))
     r, done, info = row.step(action)
     rewards.append(r)
     answers.append(row.obs.extra["observation"])
@@ -83,7 +86,14 @@ def test_trigger_rule_takes_over_after_rejections_stalls_and_the_first_focus(gol
   #   t=6: the small LM proposes the first `focus on` -> t = 6, 7;
   #   t=12: another focus proposal, but the episode has focused -> no;
   #   t=14: no score on steps 10..13 -> t = 14, 15.
-  assert decisions == [0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1]
+  assert decisions["p4d2"] == [0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1]
+  # Patience 2: the rejection at t=2 (t = 2, 3); no score on steps 3, 4 -> t = 5, 6; no score
+  # on 10, 11 -> t = 12, 13, and still none on 12, 13 -> t = 14, 15.
+  assert decisions["p2d2"] == [0, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1]
+  # Re-armed, a stall counts only the small LM's steps since the last takeover: not at t=5
+  # (step 3 was the large LM's), at t=6 both the focus and the stall on 4, 5 (t = 6, 7), at
+  # t=12 (steps 10, 11) -> t = 12, 13, and not again before t=16.
+  assert decisions["p2d2_rearm"] == [0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0]
 
 
 def test_score_reward_sums_to_the_final_score_over_100(gold, row):

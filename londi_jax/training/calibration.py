@@ -73,14 +73,15 @@ class DevCalibrator:
       fitted.append(best)
     return max(fitted, key=lambda f: quality(f[2]))
 
-  def trigger(self, rate: float, patiences, durations) -> tuple[int, int, dict]:
+  def trigger(self, rate: float, patiences, durations, rearm: bool = False
+              ) -> tuple[int, int, dict]:
     """The trigger rule's `(patience, duration)` from the grid whose dev call rate is closest to
     `rate` (the higher dev quality among equally close ones), and its dev result."""
     best = None
     for patience in patiences:
       for duration in durations:
-        r = self.run(("trigger", patience, duration),
-                     ev.trigger_rule(int(patience), int(duration)))
+        r = self.run(("trigger", patience, duration, bool(rearm)),
+                     ev.trigger_rule(int(patience), int(duration), rearm=bool(rearm)))
         key = (abs(r["large_call_fraction"] - rate), -quality(r))
         if best is None or key < best[0]:
           best = (key, int(patience), int(duration), r)

@@ -209,8 +209,9 @@ def evaluate_run(workdir: str, episodes: int | None = None, seed: int | None = N
       if "trigger" in baselines:
         def trigger():
           grid = config.eval.trigger
-          patience, duration, calib = dev.trigger(rate, grid.patience, grid.duration)
-          return ev.trigger_rule(patience, duration, label("trigger"), **info,
+          rearm = bool(grid.get("rearm", False))
+          patience, duration, calib = dev.trigger(rate, grid.patience, grid.duration, rearm)
+          return ev.trigger_rule(patience, duration, label("trigger"), rearm, **info,
                                  calibration=dev_summary(calib))
         run(label("trigger"), trigger,
             lambda r: f" (patience {r['patience']}, duration {r['duration']}; {dev_calls(r)})")

@@ -390,24 +390,28 @@ REJECTED = ("No known action matches that input",)  # ScienceWorld's answer to a
 FOCUS = "focus on"
 
 
-def trigger_rule(patience: int, duration: int, name: str = "trigger", **info) -> Method:
+def trigger_rule(patience: int, duration: int, name: str = "trigger", rearm: bool = False,
+                 **info) -> Method:
   """A SwiftSage-style trigger (Lin et al. 2023, "SwiftSage: a generative agent with fast and slow
   thinking"): the large LM takes over for `duration` steps of the episode when
 
-  - the score has not risen on the last `patience` steps,
+  - the score has not risen on the last `patience` steps (with `rearm`, on the last `patience`
+    steps of the small LM: a takeover's own steps do not count toward the next stall),
   - the environment rejected the last action (its answer starts with one of `REJECTED`), or
   - the small LM proposes the episode's first `focus on` action (ScienceWorld ends a task that
     focuses on the wrong object),
 
-  and the small LM acts otherwise. A takeover that ends while a trigger still holds starts again.
-  The rule reads each row's rewards and observation, and the small LM's proposal."""
+  and the small LM acts otherwise. A takeover that ends while a trigger still holds starts again,
+  so without `rearm` a stall keeps the large LM on until the score rises. The rule reads each
+  row's rewards and observation, and the small LM's proposal."""
   if patience < 1 or duration < 1:
     raise ValueError(f"the trigger needs patience >= 1 and duration >= 1, got {patience}, "
                      f"{duration}")
   until: dict[int, int] = {}  # episode seed -> the step at which its takeover ends
 
-  def triggered(row: Row, proposal: str) -> bool:
-    stalled = len(row.rewards) >= patience and max(row.rewards[-patience:]) <= 0
+  def triggered(row: Row, proposal: str, seed: int, t: int) -> bool:
+    stalled = (len(row.rewards) >= patience and max(row.rewards[-patience:]) <= 0
+               and (not rearm or t >= until.get(seed, 0) + patience))
     answer = str(row.obs.extra.get("observation", ""))
     rejected = bool(row.actions) and answer.startswith(REJECTED)
     first_focus = proposal.startswith(FOCUS) and not any(a.startswith(FOCUS)
@@ -420,13 +424,14 @@ def trigger_rule(patience: int, duration: int, name: str = "trigger", **info) ->
       if t == 0:
         until.pop(seed, None)
       if t >= until.get(seed, 0):
-        if not triggered(row, row.obs.valid_actions[int(v.small_actions[j])]):
+        if not triggered(row, row.obs.valid_actions[int(v.small_actions[j])], seed, t):
           continue
         until[seed] = t + duration
       g[j] = 1
     return g
 
-  return Method(name, rule, info=dict(info, patience=patience, duration=duration))
+  return Method(name, rule, info=dict(info, patience=patience, duration=duration,
+                                     **({"rearm": True} if rearm else {})))
 
 
 def confidence_threshold(threshold: float, name: str = "confidence", **info) -> Method:
