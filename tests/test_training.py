@@ -18,7 +18,7 @@ from ml_collections import config_flags
 from configs import londi
 from londi_jax.training import loop
 from londi_jax.training.checkpoint import (CheckpointError, CheckpointStore, check_config,
-                                          read_raw)
+                                          load_config, read_raw)
 from londi_jax.training.evaluate_run import evaluate_run
 from londi_jax.training.fakes import make_tiny_policies
 from londi_jax.training.inspect_run import inspect_run
@@ -134,6 +134,21 @@ def test_a_run_saved_before_an_option_existed_resumes_with_it_off(tmp_path):
   config.features.memory = True
   with pytest.raises(ValueError, match="different config.*features.memory"):
     check_config(str(tmp_path), config)
+
+
+def test_a_rerun_writes_its_evaluation_settings_and_keeps_the_training_ones(tmp_path):
+  config = londi.get_config("babyai_text:smoke")
+  check_config(str(tmp_path), config)
+  with open(tmp_path / "config.json") as f:
+    saved = json.load(f)
+  del saved["config"]["features"]["memory"]  # as written before `features.memory` was added
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(saved, f)
+  config.eval.episodes = config.eval.episodes + 7
+  check_config(str(tmp_path), config)
+  reread = load_config(str(tmp_path))
+  assert reread.eval.episodes == config.eval.episodes
+  assert "memory" not in reread.features  # the saved training fields stay as they were
 
 
 def test_rerun_of_a_finished_run_does_nothing(runs):

@@ -44,6 +44,9 @@ def config_dict(config: ml_collections.ConfigDict) -> dict:
 def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Writes `DIR/config.json`, or checks that the one there describes the same run.
 
+  The sections that do not change what is trained (`eval`, `runtime`, `envs`) may differ; a
+  rerun writes its own, so the run is then evaluated as the latest config asks.
+
   Raises:
     ValueError: the workdir holds a run of a different config (names the differing fields).
   """
@@ -57,7 +60,9 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
       raise ValueError(
           f"workdir {workdir} holds a run of a different config (fields differ: "
           f"{', '.join(diffs)}); use a new --workdir or the same config to resume")
-    return
+    if all(saved.get(k) == current.get(k) for k in _UNCHECKED):
+      return
+    current = dict(saved, **{k: current[k] for k in _UNCHECKED if k in current})
   os.makedirs(workdir, exist_ok=True)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:

@@ -455,7 +455,7 @@ def summary_fields(result: dict, large_flops: float) -> dict:
           "large_call_fraction", "max_large_calls_per_episode", "seconds_per_step",
           "device_seconds_per_step", "flops", "flops_by_model", "steps", "large_calls",
           "num_episodes", "cost", "member", "rate", "threshold", "budget", "hold", "schedule", "k",
-          "patience", "duration", "calibration", "reference_flops")
+          "patience", "duration", "rearm", "calibration", "reference_flops")
   out = {k: result[k] for k in keys if k in result}
   out["compute_relative_to_large"] = result["flops"] / large_flops
   if "reference_flops" in result:
