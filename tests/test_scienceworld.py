@@ -61,6 +61,13 @@ def test_make_knows_names_and_ids_without_starting_a_jvm():
   assert "boil" in scienceworld.known_ids() and scienceworld.accepts("10-2")
 
 
+def test_the_jvm_heap_is_capped_by_its_options_and_the_environment_is_left_as_it_was(living):
+  living.reset(seed=0)
+  runtime = living.simulator._gateway.jvm.java.lang.Runtime.getRuntime()
+  assert 300 * 2**20 < runtime.maxMemory() <= 384 * 2**20  # JVM_OPTIONS: -Xmx384m
+  assert "JAVA_TOOL_OPTIONS" not in os.environ or "-Xmx384m" not in os.environ["JAVA_TOOL_OPTIONS"]
+
+
 def test_gold_path_reaches_full_score_through_step(living):
   obs = living.reset(seed=0)
   assert obs.mission.startswith("Your task is") and obs.sentences and obs.extra["inventory"]
