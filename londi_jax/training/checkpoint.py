@@ -2,7 +2,8 @@
 replay, pending transitions) and the host state (environment rows as seeds and actions), with the
 config and a format version beside them.
 
-    DIR/config.json                 the run's config, written once; a rerun must match it
+    DIR/config.json                 the run's config; a rerun must match it but for the sections
+                                    it may change (`eval`, `runtime`, `envs`), which it rewrites
     DIR/checkpoints/<step>/state    every member's `MemberState` (Orbax `StandardSave`)
     DIR/checkpoints/<step>/host     environment rows, budgets, pending rewards (JSON)
     DIR/checkpoints/<step>/meta     format version, config, step, member costs, policy folders
