@@ -67,6 +67,9 @@ def babyai_text(preset: str = "default") -> ml_collections.ConfigDict:
   # The switcher's memory of its episode: phi at the last two decision points and the mean of all
   # earlier ones (a fixed recurrence over phi; no LM pass).
   c.features.memory = False
+  # The episode's progress (no LM pass): score so far, steps since it rose, a rejected action,
+  # the task's focus, the small LM's probability on a first focus (`training.progress`).
+  c.features.progress = False
 
   # The switcher's reward: "env" (BabyAI's 1 - 0.9 t / T on success) or "success" (1 on success).
   c.reward = "success"

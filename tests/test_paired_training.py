@@ -202,10 +202,12 @@ def test_branch_rows_keep_one_environment_each_and_reuse_it(setup):
   sim.close()
 
 
-def test_episode_memory_with_greedy_branches_resumes_exactly(setup, tmp_path):
-  """Rows and branch rows carry their episode memory through checkpoints and snapshots."""
+def test_episode_memory_and_progress_with_greedy_branches_resume_exactly(setup, tmp_path):
+  """Rows and branch rows carry their episode memory and the record their progress features
+  read (rewards, score, actions) through checkpoints and snapshots."""
   config = paired_config(setup[0].policies.dir, train_steps=16)
   config.features.memory = True
+  config.features.progress = True
   config.switcher.paired.continuation = "greedy"
   runners = setup[1]
   straight, resumed = train_straight_and_resumed(config, runners, tmp_path, stop_after=10)

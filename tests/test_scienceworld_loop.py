@@ -125,6 +125,7 @@ def smoke_config(policies):
   c.policies.dir = policies
   c.eval_every = 16  # one periodic evaluation, at the end
   c.eval.baselines = ("random_held", "trigger")  # BabyAI-Text's tests cover the others
+  c.features.progress = True  # the trigger's signals in phi, from real JVMs' answers
   return c
 
 

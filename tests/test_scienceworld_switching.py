@@ -1,5 +1,6 @@
-"""Switching on ScienceWorld with the real JVM: the SwiftSage-style trigger rule's decisions on a
-scripted episode, and the score-increment reward against the episode's recorded scores."""
+"""Switching on ScienceWorld with the real JVM: the SwiftSage-style trigger rule's decisions and
+the progress features on a scripted episode, and the score-increment reward against the episode's
+recorded scores."""
 
 import os
 
@@ -9,6 +10,7 @@ import pytest
 from londi_jax import envs
 from londi_jax.envs.workers import descendant_pids
 from londi_jax.training import evaluation as ev
+from londi_jax.training import progress
 from londi_jax.training.loop import switcher_reward
 from londi_jax.training.rows import Row
 
@@ -94,6 +96,30 @@ def test_trigger_rule_takes_over_after_rejections_stalls_and_the_first_focus(gol
   # (step 3 was the large LM's), at t=6 both the focus and the stall on 4, 5 (t = 6, 7), at
   # t=12 (steps 10, 11) -> t = 12, 13, and not again before t=16.
   assert decisions["p2d2_rearm"] == [0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0]
+
+
+def test_progress_features_follow_the_scripted_episode(gold, row):
+  steps, proposals = _script(gold)
+  row.start(TASK, seed=0)
+  phi, scores = [], [0]
+  for action, proposal in zip(steps, proposals):
+    candidates = row.obs.valid_actions
+    if proposal == "focus":
+      proposal = next(c for c in candidates if c.startswith("focus on"))
+    probs = np.array([[float(c == proposal) for c in candidates]])  # the small LM sure of it
+    phi.append(progress.progress_features([row], probs)[0])
+    _, done, info = row.step(action)
+    scores.append(info["score"])
+  assert done
+  phi = np.array(phi)
+  limit = row.env.step_limit
+  # Rewards rose on steps 0, 2, 6, 7, 9 (the trigger test's record): the steps since, by hand.
+  np.testing.assert_allclose(phi[:, 1] * limit, [0, 0, 1, 0, 1, 2, 3, 0, 0, 1, 0, 1, 2, 3, 4, 5])
+  np.testing.assert_allclose(phi[:, 0], np.array(scores[:-1]) / 100, rtol=1e-6)
+  assert phi[:, 2].tolist() == [float(t == 2) for t in range(16)]  # step 1 was rejected
+  assert phi[:, 3].tolist() == [float(t >= 7) for t in range(16)]  # step 6 focused
+  # The proposal is a focus at t = 6 (the first) and t = 12 (after the episode focused).
+  assert phi[:, 4].tolist() == [float(t == 6) for t in range(16)]
 
 
 def test_score_reward_sums_to_the_final_score_over_100(gold, row):

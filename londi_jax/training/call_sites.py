@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 from typing import Any, Iterable, Mapping, Sequence
 
-from londi_jax.training.evaluation import FOCUS
+from londi_jax.training.progress import FOCUS
 
 MILESTONES = {"scienceworld": FOCUS}  # family prefix -> the action prefix of its milestone
 THIRDS = ("early", "middle", "late")

@@ -30,6 +30,7 @@ import numpy as np
 
 from londi_jax.switching import budget as budget_lib
 from londi_jax.training import features as features_lib
+from londi_jax.training import progress
 from londi_jax.training.episodes import Act, EnvPool, Played, Schedule, play_episodes
 from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform
 from londi_jax.training.rows import Row, make_env_fn
@@ -386,10 +387,6 @@ def schedule_k(kind: str, lengths: np.ndarray, rate: float) -> int:
   return int(ks[np.argmin(np.abs(calls / lengths.sum() - rate))])
 
 
-REJECTED = ("No known action matches that input",)  # ScienceWorld's answer to a rejected action
-FOCUS = "focus on"
-
-
 def trigger_rule(patience: int, duration: int, name: str = "trigger", rearm: bool = False,
                  **info) -> Method:
   """A SwiftSage-style trigger (Lin et al. 2023, "SwiftSage: a generative agent with fast and slow
@@ -397,7 +394,7 @@ def trigger_rule(patience: int, duration: int, name: str = "trigger", rearm: boo
 
   - the score has not risen on the last `patience` steps (with `rearm`, on the last `patience`
     steps of the small LM: a takeover's own steps do not count toward the next stall),
-  - the environment rejected the last action (its answer starts with one of `REJECTED`), or
+  - the environment rejected the last action (`progress.REJECTED`), or
   - the small LM proposes the episode's first `focus on` action (ScienceWorld ends a task that
     focuses on the wrong object),
 
@@ -412,11 +409,8 @@ def trigger_rule(patience: int, duration: int, name: str = "trigger", rearm: boo
   def triggered(row: Row, proposal: str, seed: int, t: int) -> bool:
     stalled = (len(row.rewards) >= patience and max(row.rewards[-patience:]) <= 0
                and (not rearm or t >= until.get(seed, 0) + patience))
-    answer = str(row.obs.extra.get("observation", ""))
-    rejected = bool(row.actions) and answer.startswith(REJECTED)
-    first_focus = proposal.startswith(FOCUS) and not any(a.startswith(FOCUS)
-                                                         for a in row.actions)
-    return stalled or rejected or first_focus
+    first_focus = proposal.startswith(progress.FOCUS) and not progress.focused(row)
+    return stalled or progress.rejected(row) or first_focus
 
   def rule(v: View):
     g = np.zeros(len(v.t), np.int64)

@@ -8,7 +8,9 @@ three confidence statistics describe the small LM's action distribution, and `t 
 episode's time fraction (step over the environment's step limit). The optional history view
 (`features.history`) is the small LM's pooled state and confidence on the *large* LM's prompt,
 which holds the earlier observations and actions the large LM's edge comes from; it costs one more
-small-LM pass per step, counted as small-LM compute. The optional episode memory
+small-LM pass per step, counted as small-LM compute. The optional progress features
+(`features.progress`; `training.progress`) are the trigger rule's signals: the score so far, the
+steps since it last rose, a rejected action, the task's focus. The optional episode memory
 (`features.memory`) is a fixed recurrence over `phi` itself: each row remembers `phi` at its
 episode's decision points (`t % switcher.hold == 0`), and `phi` gains the last `MEMORY_DEPTH` of
 them and their mean (`episode_memory`), so the switcher sees how the episode got here at no LM
@@ -25,22 +27,28 @@ import ml_collections
 import numpy as np
 
 from londi_jax.policies.policy import PolicyOutput
+from londi_jax.training import progress
 
 MEMORY_DEPTH = 2  # earlier decision points whose phi the episode memory keeps whole
 
 
 def feature_dim(config: ml_collections.ConfigDict, hidden_size: int) -> int:
-  """Length `F` of `phi(s)`; at least 1 (a constant when every part is off)."""
+  """Length `F` of `phi(s)`; at least 1 (a constant when every LM part is off)."""
   f = config.features
   dim = hidden_size * bool(f.hidden) + 3 * bool(f.confidence) + bool(f.time)
   dim += (hidden_size + 3) * uses_history(config)
-  dim = max(dim, 1)
+  dim = max(dim, 1) + progress.PROGRESS_DIM * uses_progress(config)
   return dim * (MEMORY_DEPTH + 2) if uses_memory(config) else dim
 
 
 def uses_history(config: ml_collections.ConfigDict) -> bool:
   """Whether `phi(s)` holds the history view (a small-LM pass on the large LM's prompt)."""
   return bool(config.features.get("history", False))
+
+
+def uses_progress(config: ml_collections.ConfigDict) -> bool:
+  """Whether `phi(s)` holds the episode's progress features (`training.progress`)."""
+  return bool(config.features.get("progress", False))
 
 
 def uses_memory(config: ml_collections.ConfigDict) -> bool:
@@ -72,15 +80,18 @@ def build_features(config: ml_collections.ConfigDict, out: PolicyOutput,
   """`phi(s)` `[R, F]` float32 from the small LM's output on `R` rows, `t / T` `[R]` and, with
   `features.history`, the small LM's output on their large-LM prompts (`history_view`).
 
-  With `features.memory` the `rows` (`training.rows.Row`) are needed too: `phi` gains each row's
-  `episode_memory`, and rows at a decision point then remember their `phi`, so each row must
-  pass through once per step of its episode.
+  With `features.progress` or `features.memory` the `rows` (`training.rows.Row`) are needed too:
+  `phi` gains each row's progress features, or its `episode_memory` (rows at a decision point
+  then remember their `phi`, so each row must pass through once per step of its episode).
   """
+  if rows is None and (uses_progress(config) or uses_memory(config)):
+    name = "progress" if uses_progress(config) else "memory"
+    raise ValueError(f"features.{name} is on: pass the rows whose state phi describes")
   phi = _current_features(config, out, time_fraction, history)
+  if uses_progress(config):
+    phi = np.concatenate([phi, progress.progress_features(rows, out.probs)], axis=-1)
   if not uses_memory(config):
     return phi
-  if rows is None:
-    raise ValueError("features.memory is on: pass the rows whose episode memory phi extends")
   hold = int(config.switcher.hold)
   out_phi = np.empty((len(phi), phi.shape[1] * (MEMORY_DEPTH + 2)), np.float32)
   for j, (row, x) in enumerate(zip(rows, phi)):

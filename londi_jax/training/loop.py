@@ -65,6 +65,7 @@ from londi_jax.training.episodes import EnvPool
 from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform, load_runners
 from londi_jax.training.members import TARGETS, make_members
 from londi_jax.training.metrics import MetricsWriter
+from londi_jax.training.progress import SCORE_SCALE
 from londi_jax.training.rows import Row, TrainRows, make_env_fn, replay_rows
 
 MEASURE_DECAY = 0.99  # of the exponential average of the greedy call rate
@@ -72,7 +73,6 @@ PERIODIC_EVAL_SEED = 500_000  # periodic evaluations play `dev` seeds far from t
 
 
 REWARDS = ("env", "success", "score")
-SCORE_SCALE = 100.0  # the most an episode scores (ScienceWorld's `info["max_score"]`)
 
 
 def switcher_reward(kind: str, reward: float, done: bool, info: dict) -> float:
