@@ -61,7 +61,17 @@ def scienceworld() -> ml_collections.ConfigDict:
                                  "switcher.paired.batch=3; checkpoint_every=50; "
                                  "features.history=True; costs=(0.01,); "
                                  "eval.baselines=('random_held', 'trigger'); " +
-                                 rearmed.replace("(4, 8, 16)", "(2, 4, 8, 16)")})
+                                 rearmed.replace("(4, 8, 16)", "(2, 4, 8, 16)"),
+      # The same with the trigger's signals in phi (score so far, steps since it rose, a
+      # rejected action, the task's focus; `training.progress`), which the trigger acts on and
+      # the switcher otherwise has to infer from the small LM's pooled states.
+      "paired_history_progress_cost_001": "switcher.target=paired; "
+                                          "switcher.paired.pairs_per_step=1; "
+                                          "switcher.paired.batch=3; checkpoint_every=50; "
+                                          "features.history=True; features.progress=True; "
+                                          "costs=(0.01,); "
+                                          "eval.baselines=('random_held', 'trigger'); " +
+                                          rearmed.replace("(4, 8, 16)", "(2, 4, 8, 16)")})
   return c
 
 
