@@ -122,28 +122,31 @@ def test_workdir_with_a_different_config_is_refused(runs, policies):
     loop.Trainer(config, runs["straight"], runners=runs["runners"], log=quiet)
 
 
-def _saved_before_memory(tmp_path):
-  """The smoke config, saved in `tmp_path` as a run written before `features.memory` existed."""
+def _saved_before(tmp_path):
+  """The smoke config, saved in `tmp_path` as a run written before `features.memory` and
+  `features.progress` existed."""
   config = londi.get_config("babyai_text:smoke")
   check_config(str(tmp_path), config)
   with open(tmp_path / "config.json") as f:
     saved = json.load(f)
-  del saved["config"]["features"]["memory"]  # as written before `features.memory` was added
+  for name in ("memory", "progress"):
+    del saved["config"]["features"][name]  # as written before the option was added
   with open(tmp_path / "config.json", "w") as f:
     json.dump(saved, f)
   return config
 
 
-def test_a_run_saved_before_an_option_existed_resumes_with_it_off(tmp_path):
-  config = _saved_before_memory(tmp_path)
+@pytest.mark.parametrize("option", ["memory", "progress"])
+def test_a_run_saved_before_an_option_existed_resumes_with_it_off(tmp_path, option):
+  config = _saved_before(tmp_path)
   check_config(str(tmp_path), config)  # off: the run it was
-  config.features.memory = True
-  with pytest.raises(ValueError, match="different config.*features.memory"):
+  config.features[option] = True
+  with pytest.raises(ValueError, match=f"different config.*features.{option}"):
     check_config(str(tmp_path), config)
 
 
 def test_a_rerun_writes_its_evaluation_settings_and_keeps_the_training_ones(tmp_path):
-  config = _saved_before_memory(tmp_path)
+  config = _saved_before(tmp_path)
   config.eval.episodes = config.eval.episodes + 7
   check_config(str(tmp_path), config)
   reread = load_config(str(tmp_path))
