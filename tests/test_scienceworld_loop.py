@@ -280,6 +280,16 @@ def test_sweep_aggregates_scores(run, tmp_path):
   by_seed = {e["seed"]: e["score"] for e in methods["trigger_c0.02"]["episodes"]}
   d = [e["score"] - by_seed[e["seed"]] for e in methods["londi_c0.02"]["episodes"]]
   assert per_cost["vs_trigger"]["mean"] == pytest.approx(np.mean(d))
+  # Per task, by hand: the same differences over each task's episodes.
+  levels = [e["level"] for e in methods["londi_c0.02"]["episodes"]]
+  assert list(per_cost["vs_trigger"]["by_level"]) == list(dict.fromkeys(levels)) == list(LEVELS)
+  for level in LEVELS:
+    mine = [x for x, lv in zip(d, levels) if lv == level]
+    got = per_cost["vs_trigger"]["by_level"][level]
+    assert got["episodes"] == len(mine) and got["mean"] == pytest.approx(np.mean(mine))
+    assert got["ci95"] == pytest.approx(1.959964 * np.std(mine, ddof=1) / np.sqrt(len(mine)))
+    assert per_cost["londi"]["by_level"][level]["mean"] == pytest.approx(np.mean(
+        [e["score"] for e in methods["londi_c0.02"]["episodes"] if e["level"] == level]))
   summary = {"episodes": result["episodes"], "seeds": 1, "variants": {"td": {"0.02": per_cost}},
              "references": {k: sweep._reference_fields(methods[k])
                             for k in ("small_only", "large_only", "disagreement")},
@@ -288,6 +298,10 @@ def test_sweep_aggregates_scores(run, tmp_path):
   lines = sweep.report_lines(summary)
   assert "| variant | cost | score | success | calls | compute / large |" in lines[4]
   assert lines[6].startswith(f"| td | 0.02 | {per_cost['londi']['mean_score']:.1f} |")
+  task = lines.index("## Per task (td, c = 0.02)")
+  assert lines[task + 4].startswith("| task | episodes | LONDI | vs large-only |")
+  first = per_cost["vs_trigger"]["by_level"][LEVELS[0]]
+  assert lines[task + 6].startswith(f"| {LEVELS[0].partition('/')[2]} | {first['episodes']} |")
   # Where LONDI calls: every test step of its traced episodes, per task, before and after focus.
   where = lines[lines.index("## Where LONDI calls (td)"):]
   londi_eps = methods["londi_c0.02"]["episodes"]

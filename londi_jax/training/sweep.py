@@ -11,8 +11,9 @@ training seed, evaluated against every baseline, then aggregated over seeds.
 Every stage resumes: a finished training run is not retrained and an existing `eval.json` is
 kept. Over seeds, a cost's paired difference to a baseline is taken per test episode (each seed's
 member against the baseline matched to that member's rate, averaged over seeds) with a 95%
-interval over episodes; `seed_means` lists each seed's own mean difference. The differences are
-of the final score (0-100) where every episode has one (ScienceWorld; the means then hold
+interval over episodes; `seed_means` lists each seed's own mean difference, and `by_level` the
+same per-episode differences per task (level) where the episodes play several. The differences
+are of the final score (0-100) where every episode has one (ScienceWorld; the means then hold
 `mean_score` and `score_by_seed` too), else of success.
 """
 
@@ -102,11 +103,16 @@ def aggregate(eval_result: dict, costs, seeds: int) -> dict:
   out = {}
   for i, cost in enumerate(costs):
     members = list(range(i * seeds, (i + 1) * seeds))
+    londi = [by_prefix["londi"][m] for m in members if m in by_prefix["londi"]]
+    levels = [e.get("level") for e in londi[0]["episodes"]] if londi else []
     entry = {}
     for prefix in METHODS:
       runs = [by_prefix[prefix][m] for m in members if m in by_prefix[prefix]]
       if runs:
         entry[prefix] = _means(runs)
+    if londi and len(set(levels)) > 1:
+      quality = np.mean([[float(e[metric]) for e in r["episodes"]] for r in londi], axis=0)
+      entry["londi"]["by_level"] = _by_level(quality, levels)
     for prefix in report_lib.BASELINES:
       diffs = []
       for m in members:
@@ -114,10 +120,24 @@ def aggregate(eval_result: dict, costs, seeds: int) -> dict:
         if base is not None and m in by_prefix["londi"]:
           diffs.append(report_lib.paired_differences(by_prefix["londi"][m], base, metric))
       if diffs:
-        mean, se = report_lib.mean_and_se(np.mean(diffs, axis=0))  # episodes, seed-averaged
+        per_episode = np.mean(diffs, axis=0)  # seed-averaged
+        mean, se = report_lib.mean_and_se(per_episode)
         entry[f"vs_{prefix}"] = {"mean": mean, "ci95": report_lib.Z95 * se,
                                  "seed_means": [float(x.mean()) for x in diffs]}
+        if len(set(levels)) > 1:
+          entry[f"vs_{prefix}"]["by_level"] = _by_level(per_episode, levels)
     out[f"{cost:g}"] = entry
+  return out
+
+
+def _by_level(values: np.ndarray, levels: Sequence[str]) -> dict:
+  """Per level, in order of first appearance: the mean of its episodes' `values`, the 95%
+  interval's half-width and the number of episodes."""
+  out = {}
+  for level in dict.fromkeys(levels):
+    mean, se = report_lib.mean_and_se(values[np.array(levels) == level])
+    out[level] = {"mean": mean, "ci95": report_lib.Z95 * se,
+                  "episodes": int(sum(x == level for x in levels))}
   return out
 
 
@@ -212,11 +232,34 @@ def report_lines(summary: dict) -> list[str]:
             f"(compute {refs['disagreement']['compute_relative_to_large']:.3f}, "
             f"{refs['disagreement'].get('compute_with_reference_passes', float('nan')):.3f} with "
             "its large passes).", "", f"![success against compute]({report_lib.PLOT_NAME})"]
+  for variant, per_cost in summary["variants"].items():
+    for cost, e in per_cost.items():
+      if "by_level" in e["londi"]:
+        lines += ["", f"## Per task ({variant}, c = {cost})", "",
+                  *per_task_lines(e, [p for p in prefixes if f"vs_{p}" in e], metric)]
   for variant, rows in summary.get("call_sites", {}).items():
     lines += ["", f"## Where LONDI calls ({variant})", "",
               "Every member's test episodes together: the share of steps on which the large LM "
               "acted, per task, by stage of the episode and by the first word of the action "
               "taken (`training.call_sites`).", "", *call_sites.table_lines(rows)]
+  return lines
+
+
+def per_task_lines(entry: dict, prefixes: Sequence[str], metric: str) -> list[str]:
+  """A Markdown table of one cost's LONDI per task: its quality (seed-averaged) and its paired
+  differences to each baseline in `prefixes` over the task's episodes."""
+  londi = entry["londi"]["by_level"]
+  lines = ["LONDI's " + ("mean score" if metric == "score" else "success rate")
+           + " per task (seed-averaged) and its paired differences over the task's episodes "
+           "(mean ± 95% interval).", "",
+           *report_lib.comparison_header(["task", "episodes", "LONDI"], prefixes)]
+  for level, q in londi.items():
+    cells = [level.partition("/")[2] or level, str(q["episodes"]),
+             f"{q['mean']:.1f}" if metric == "score" else f"{q['mean']:.3f}"]
+    for p in prefixes:
+      d = entry[f"vs_{p}"]["by_level"][level]
+      cells.append(report_lib.format_difference(d["mean"], d["ci95"], metric))
+    lines.append("| " + " | ".join(cells) + " |")
   return lines
 
 
