@@ -42,6 +42,16 @@ def scienceworld() -> ml_collections.ConfigDict:
   c.seeds = 3
   rearmed = ("eval.trigger.patience=(4, 8, 16); eval.trigger.duration=(2, 4); "
              "eval.trigger.rearm=True")
+  # Paired targets (counterfactual branch pairs, small-LM continuation, shared by all members):
+  # one pair per member and acting step, the 3 pairs of a step played together in 6 branch JVMs;
+  # a checkpoint every 50 steps, since a step takes ~20 s. Its trigger grid adds patience 2,
+  # since patience 4 reached at most 42% of dev steps where a member of td_history_cost_001
+  # called on 63%.
+  paired_history_cost_001 = ("switcher.target=paired; switcher.paired.pairs_per_step=1; "
+                             "switcher.paired.batch=3; checkpoint_every=50; "
+                             "features.history=True; costs=(0.01,); "
+                             "eval.baselines=('random_held', 'trigger'); " +
+                             rearmed.replace("(4, 8, 16)", "(2, 4, 8, 16)"))
   c.variants = ml_collections.ConfigDict({
       "td": "switcher.target=td",
       # A dearer call, so the rate falls where held random no longer matches large-only (a 4-step
@@ -52,26 +62,12 @@ def scienceworld() -> ml_collections.ConfigDict:
       # (patience 2-16, duration 2-8) calls on fewer than 65% of dev steps.
       "td_history_cost_001": "switcher.target=td; features.history=True; costs=(0.01,); "
                              "eval.baselines=('random_held', 'trigger'); " + rearmed,
-      # The same with paired targets (counterfactual branch pairs, small-LM continuation, shared
-      # by all members): one pair per member and acting step, the 3 pairs of a step played
-      # together in 6 branch JVMs; a checkpoint every 50 steps, since a step takes ~20 s. Its
-      # trigger grid adds patience 2, since patience 4 reached at most 42% of dev steps where a
-      # member of td_history_cost_001 called on 63%.
-      "paired_history_cost_001": "switcher.target=paired; switcher.paired.pairs_per_step=1; "
-                                 "switcher.paired.batch=3; checkpoint_every=50; "
-                                 "features.history=True; costs=(0.01,); "
-                                 "eval.baselines=('random_held', 'trigger'); " +
-                                 rearmed.replace("(4, 8, 16)", "(2, 4, 8, 16)"),
+      # The same with paired targets (above).
+      "paired_history_cost_001": paired_history_cost_001,
       # The same with the trigger's signals in phi (score so far, steps since it rose, a
       # rejected action, the task's focus; `training.progress`), which the trigger acts on and
       # the switcher otherwise has to infer from the small LM's pooled states.
-      "paired_history_progress_cost_001": "switcher.target=paired; "
-                                          "switcher.paired.pairs_per_step=1; "
-                                          "switcher.paired.batch=3; checkpoint_every=50; "
-                                          "features.history=True; features.progress=True; "
-                                          "costs=(0.01,); "
-                                          "eval.baselines=('random_held', 'trigger'); " +
-                                          rearmed.replace("(4, 8, 16)", "(2, 4, 8, 16)")})
+      "paired_history_progress_cost_001": paired_history_cost_001 + "; features.progress=True"})
   return c
 
 

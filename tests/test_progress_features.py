@@ -40,4 +40,3 @@ def test_progress_extends_phi_by_five_and_needs_the_rows(setup):
     np.testing.assert_allclose(phi[dim:], [0, row.time_fraction, 0, 0, 0], rtol=1e-6)
     row.step(row.obs.valid_actions[int(out.greedy[0])])
   row.close()
-

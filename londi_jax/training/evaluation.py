@@ -407,7 +407,7 @@ def trigger_rule(patience: int, duration: int, name: str = "trigger", rearm: boo
   until: dict[int, int] = {}  # episode seed -> the step at which its takeover ends
 
   def triggered(row: Row, proposal: str, seed: int, t: int) -> bool:
-    stalled = (len(row.rewards) >= patience and max(row.rewards[-patience:]) <= 0
+    stalled = (progress.stall(row.rewards) >= patience
                and (not rearm or t >= until.get(seed, 0) + patience))
     first_focus = proposal.startswith(progress.FOCUS) and not progress.focused(row)
     return stalled or progress.rejected(row) or first_focus

@@ -135,9 +135,9 @@ def _by_level(values: np.ndarray, levels: Sequence[str]) -> dict:
   interval's half-width and the number of episodes."""
   out = {}
   for level in dict.fromkeys(levels):
-    mean, se = report_lib.mean_and_se(values[np.array(levels) == level])
-    out[level] = {"mean": mean, "ci95": report_lib.Z95 * se,
-                  "episodes": int(sum(x == level for x in levels))}
+    mine = values[np.asarray(levels) == level]
+    mean, se = report_lib.mean_and_se(mine)
+    out[level] = {"mean": mean, "ci95": report_lib.Z95 * se, "episodes": len(mine)}
   return out
 
 
