@@ -52,6 +52,7 @@ def scienceworld() -> ml_collections.ConfigDict:
                              "features.history=True; costs=(0.01,); "
                              "eval.baselines=('random_held', 'trigger'); " +
                              rearmed.replace("(4, 8, 16)", "(2, 4, 8, 16)"))
+  progress = paired_history_cost_001 + "; features.progress=True"
   c.variants = ml_collections.ConfigDict({
       "td": "switcher.target=td",
       # A dearer call, so the rate falls where held random no longer matches large-only (a 4-step
@@ -67,7 +68,10 @@ def scienceworld() -> ml_collections.ConfigDict:
       # The same with the trigger's signals in phi (score so far, steps since it rose, a
       # rejected action, the task's focus; `training.progress`), which the trigger acts on and
       # the switcher otherwise has to infer from the small LM's pooled states.
-      "paired_history_progress_cost_001": paired_history_cost_001 + "; features.progress=True"})
+      "paired_history_progress_cost_001": progress,
+      # The same at a dearer call (c = 0.02), for a rate where the compute is under 60% of
+      # large-only's: at c = 0.01 the members called on 53-76% of test steps.
+      "paired_history_progress_cost_002": progress.replace("costs=(0.01,)", "costs=(0.02,)")})
   return c
 
 
