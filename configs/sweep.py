@@ -71,7 +71,13 @@ def scienceworld() -> ml_collections.ConfigDict:
       "paired_history_progress_cost_001": progress,
       # The same at a dearer call (c = 0.02), for a rate where the compute is under 60% of
       # large-only's: at c = 0.01 the members called on 53-76% of test steps.
-      "paired_history_progress_cost_002": progress.replace("costs=(0.01,)", "costs=(0.02,)")})
+      "paired_history_progress_cost_002": progress.replace("costs=(0.01,)", "costs=(0.02,)"),
+      # The same with branches that continue as held random switching at 50% of steps, not as
+      # small-only: the pairs then measure a call block against the coin the target 2
+      # compares with (a rollout improvement of that coin, not of small-only).
+      "paired_history_progress_random_cost_001": (
+          progress + "; switcher.paired.continuation=random; "
+          "switcher.paired.continuation_rate=0.5")})
   return c
 
 

@@ -101,6 +101,55 @@ def test_every_branch_keeps_the_hard_budget(setup):
   np.testing.assert_array_equal(out.calls[:, 0], np.minimum(remaining, out.steps[:, 0]))
 
 
+class SwitchLog(RowBranches):
+  """Keeps every branch step's episode steps `t`, switches and live mask."""
+
+  def play(self, *args, **kwargs):
+    self.log = []
+    return super().play(*args, **kwargs)
+
+  def step(self, switches, live):
+    self.log.append((np.array([row.t for row in self.rows]), switches.copy(), live.copy()))
+    return super().step(switches, live)
+
+
+def test_random_continuation_holds_coins_common_to_both_branches(setup):
+  config, runners = setup
+  config = config.copy_and_resolve_references()
+  config.switcher.paired.continuation_rate = 0.5
+  n = 12
+  snaps = decision_points(config, runners, n)
+  start = len(snaps[0]["actions"])
+  sim = SwitchLog(*runners, config, success, "random")
+  sim.play(snaps, np.zeros(n, np.int64), horizon=0)
+  blocks = {}  # (branch, decision step) -> the switch of every step of its block
+  for t, g, live in sim.log:
+    for i in np.flatnonzero(live):
+      if t[i] >= start + HOLD:  # after the first decision
+        blocks.setdefault((i, t[i] - t[i] % HOLD), set()).add(int(g[i]))
+  assert all(len(v) == 1 for v in blocks.values())  # each decision holds its block
+  shared = [blocks[(b, s)] == blocks[(n + b, s)] for (b, s) in blocks
+            if b < n and (n + b, s) in blocks]
+  assert len(shared) > 2 * n and all(shared)  # both branches of a pair draw the same coins
+  called = np.mean([v == {1} for v in blocks.values()])
+  assert 0.3 < called < 0.7  # a coin at 0.5 per block, over this many blocks
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_random_continuation_at_the_ends_is_small_only_or_large_only(setup, rate):
+  config, runners = setup
+  config = config.copy_and_resolve_references()
+  config.switcher.discount = 1.0  # so the call counts are numbers of calls
+  config.switcher.paired.continuation_rate = rate
+  n = 4
+  snaps = decision_points(config, runners, n)
+  out = RowBranches(*runners, config, success, "random").play(snaps, np.zeros(n, np.int64))
+  after = np.maximum(out.steps - HOLD, 0)  # each branch's steps after the first decision
+  np.testing.assert_array_equal(out.calls[:, 0], rate * after[:, 0])
+  np.testing.assert_array_equal(out.calls[:, 1], np.minimum(out.steps[:, 1], HOLD)
+                                + rate * after[:, 1])
+
+
 def paired_config(policies_dir, **changes):
   c = londi.get_config("babyai_text:smoke")
   c.policies.dir = policies_dir
@@ -154,6 +203,10 @@ def test_unknown_target_and_continuation_are_named(setup, tmp_path):
     loop.Trainer(config, str(tmp_path), runners=setup[1], log=None)
   with pytest.raises(ValueError, match="sideways"):
     RowBranches(*setup[1], setup[0], success, "sideways")
+  config = paired_config(setup[0].policies.dir)
+  config.switcher.paired.continuation_rate = 1.5
+  with pytest.raises(ValueError, match="continuation_rate"):
+    loop.Trainer(config, str(tmp_path), runners=setup[1], log=None)
 
 
 def test_greedy_continuation_writes_each_pair_to_its_own_member(setup, tmp_path):
@@ -181,6 +234,17 @@ def test_greedy_continuation_writes_each_pair_to_its_own_member(setup, tmp_path)
     assert trainer.pairs._q_all._cache_size() == 1
   finally:
     trainer.close()
+
+
+def test_random_continuation_writes_every_pair_to_every_member(setup, tmp_path):
+  config = paired_config(setup[0].policies.dir, train_steps=16, checkpoint_every=16)
+  config.switcher.paired.continuation = "random"
+  loop.train(config, str(tmp_path / "random"), log=None, runners=setup[1])
+  last = [r for r in read_metrics(str(tmp_path / "random" / "metrics.jsonl"))
+          if r["kind"] == "train"][-1]
+  assert last["pairs"] > 0
+  np.testing.assert_array_equal(read_raw(str(tmp_path / "random"))[2]["replay"]["size"],
+                                [last["pairs"]] * 2)
 
 
 def test_branch_rows_keep_one_environment_each_and_reuse_it(setup):

@@ -16,7 +16,10 @@ def switcher_config() -> ml_collections.ConfigDict:
   c.target = "td"
   c.paired = ml_collections.ConfigDict()
   c.paired.gap_weight = 1.0  # weight of the call-minus-keep gap's loss beside the keep value's
-  c.paired.continuation = "small"  # after the first decision: "small" (small LM only) or "greedy"
+  # After the first decision: "small" (small LM only), "random" (held random switching at
+  # `continuation_rate`) or "greedy" (the member's own switcher).
+  c.paired.continuation = "small"
+  c.paired.continuation_rate = 0.5
   c.paired.pairs_per_step = 1  # decision points branched per acting step, per member
   c.paired.batch = 32  # pairs played together (one batch of 2 x batch rows per branch step)
   c.paired.horizon = 0  # most steps a branch plays (0: to the episode's end)

@@ -6,8 +6,10 @@ the training loop does, the small LM where the switch is 0 and the large LM wher
 actions drawn from the loop's common random numbers (`lm.crn_uniform` of the episode seed and the
 step), so the two branches coincide until the first step where the two LMs choose differently.
 After the first decision the continuation rule acts: `small` keeps the small LM (the pair then
-measures one call block against small-only, a rollout improvement of small-only), `greedy` follows
-a switcher's greedy rule with its own held decisions (approximate policy iteration).
+measures one call block against small-only, a rollout improvement of small-only), `random` is held
+random switching at `paired.continuation_rate` (a rollout improvement of that coin: the rule to
+beat at its rate), `greedy` follows a switcher's greedy rule with its own held decisions
+(approximate policy iteration).
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from londi_jax.training.lm import LMRunner, choose_actions, crn_uniform
 from londi_jax.training.members import make_add_pairs
 from londi_jax.training.rows import Row, make_env_fn, replay_rows
 
-CONTINUATIONS = ("small", "greedy")
+CONTINUATIONS = ("small", "random", "greedy")
+# Members whose pairs do not depend on their switcher share every pair.
+SHARED_CONTINUATIONS = ("small", "random")
+CONTINUATION_STREAM = 11  # crn stream of the random continuation's coins (actions use stream 0)
 # greedy(phi [K, F], remaining [K], pair [K]) -> switches [K]: the switcher of each branch's pair.
 GreedyFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -36,9 +41,10 @@ class RowBranches:
 
   Args:
     small, large: the two LM policies.
-    config: the run's config (`seed`, `policies.action`, `switcher.hold`, `features`).
+    config: the run's config (`seed`, `policies.action`, `switcher.hold`, `features`,
+      `switcher.paired.continuation_rate`).
     reward: `(reward, done, info) -> float`, the switcher's reward of a step.
-    continuation: `small` or `greedy`.
+    continuation: `small`, `random` or `greedy`.
     greedy: the switchers' greedy rule, for the `greedy` continuation.
   """
 
@@ -109,6 +115,12 @@ class RowBranches:
   def continuation(self, live: np.ndarray, remaining: np.ndarray) -> np.ndarray:
     if self.continuation_kind == "small":
       return np.zeros(len(self.rows), np.int64)
+    if self.continuation_kind == "random":
+      # A coin per episode and decision step, so both branches of a pair draw the same coins.
+      t = np.array([row.t for row in self.rows], np.int64)
+      u = crn_uniform(int(self.config.seed), np.array([row.seed for row in self.rows], np.int64),
+                      t - t % self.hold, CONTINUATION_STREAM)
+      return (u < float(self.config.switcher.paired.continuation_rate)).astype(np.int64)
     idx = np.flatnonzero(live)
     out = self._small_cache = self._score_small(idx)
     rows = [self.rows[i] for i in idx]
@@ -165,8 +177,8 @@ class PairedTargets:
   Each acting step it picks up to `paired.pairs_per_step` decision points per member among the
   rows that decide now (at random, from `(seed, step)`), and once `paired.batch` are waiting it
   plays their pairs and writes them to replay: to every member when the continuation is `small`
-  (the pair does not depend on any switcher, and the price enters only the loss), else to the
-  member whose rows it came from. The waiting points are part of the checkpoint.
+  or `random` (the pair does not depend on any switcher, and the price enters only the loss), else
+  to the member whose rows it came from. The waiting points are part of the checkpoint.
 
   Args:
     config: the run's config.
@@ -183,7 +195,7 @@ class PairedTargets:
     self.batch = int(sw.paired.batch)
     self.per_step = int(sw.paired.pairs_per_step)
     self.horizon = int(sw.paired.horizon)
-    self.shared = sw.paired.continuation == "small"
+    self.shared = sw.paired.continuation in SHARED_CONTINUATIONS
     self.points: list[dict[str, Any]] = []
     self.pairs_played = 0
     self._add = make_add_pairs()

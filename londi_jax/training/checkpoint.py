@@ -30,7 +30,8 @@ FORMAT_VERSION = 1
 _UNCHECKED = ("eval", "runtime", "envs")
 # Fields added after runs were saved, with the value that reproduces those runs: a saved config
 # without one matches a current config that has it at this value.
-_ADDED = {"features.memory": False, "features.progress": False}
+_ADDED = {"features.memory": False, "features.progress": False,
+          "switcher.paired.continuation_rate": 0.5}
 
 
 class CheckpointError(RuntimeError):

@@ -112,6 +112,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.switcher.paired.continuation not in CONTINUATIONS:
     raise ValueError(f"switcher.paired.continuation must be one of {CONTINUATIONS}, got "
                      f"{config.switcher.paired.continuation!r}")
+  if not 0.0 <= config.switcher.paired.continuation_rate <= 1.0:
+    raise ValueError("switcher.paired.continuation_rate must be in [0, 1], got "
+                     f"{config.switcher.paired.continuation_rate!r}")
   if config.policies.action not in ("sampled", "greedy"):
     raise ValueError(f"policies.action must be sampled or greedy, got {config.policies.action!r}")
   if config.get("envs") is not None and config.envs.backend not in BACKENDS:
