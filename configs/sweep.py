@@ -69,9 +69,6 @@ def scienceworld() -> ml_collections.ConfigDict:
       # rejected action, the task's focus; `training.progress`), which the trigger acts on and
       # the switcher otherwise has to infer from the small LM's pooled states.
       "paired_history_progress_cost_001": progress,
-      # The same at a dearer call (c = 0.02), for a rate where the compute is under 60% of
-      # large-only's: at c = 0.01 the members called on 53-76% of test steps.
-      "paired_history_progress_cost_002": progress.replace("costs=(0.01,)", "costs=(0.02,)"),
       # The same with branches that continue as held random switching at 50% of steps, not as
       # small-only: the pairs then measure a call block against the coin the target 2
       # compares with (a rollout improvement of that coin, not of small-only).
