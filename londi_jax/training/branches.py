@@ -29,7 +29,7 @@ from londi_jax.training.members import make_add_pairs
 from londi_jax.training.rows import Row, make_env_fn, replay_rows
 
 CONTINUATIONS = ("small", "random", "greedy")
-# Members whose pairs do not depend on their switcher share every pair.
+# Continuations that depend on no switcher: every member learns from every pair.
 SHARED_CONTINUATIONS = ("small", "random")
 CONTINUATION_STREAM = 11  # crn stream of the random continuation's coins (actions use stream 0)
 # greedy(phi [K, F], remaining [K], pair [K]) -> switches [K]: the switcher of each branch's pair.
