@@ -71,10 +71,12 @@ def scienceworld() -> ml_collections.ConfigDict:
       "paired_history_progress_cost_001": progress,
       # The same with branches that continue as held random switching at 50% of steps, not as
       # small-only: the pairs then measure a call block against the coin the target 2
-      # compares with (a rollout improvement of that coin, not of small-only).
+      # compares with (a rollout improvement of that coin, not of small-only). Its trigger grid
+      # adds 8-step takeovers, since 2 and 4 reached at most 58% of dev steps where members of
+      # paired_history_progress_cost_001 called on up to 76%.
       "paired_history_progress_random_cost_001": (
-          progress + "; switcher.paired.continuation=random; "
-          "switcher.paired.continuation_rate=0.5")})
+          progress.replace("duration=(2, 4)", "duration=(2, 4, 8)") +
+          "; switcher.paired.continuation=random; switcher.paired.continuation_rate=0.5")})
   return c
 
 
