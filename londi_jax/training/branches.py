@@ -24,7 +24,7 @@ from londi_jax.switching.acting import greedy_under_budget
 from londi_jax.switching.learner import q_values
 from londi_jax.switching.paired import BranchOutcome, paired_items, play_branch_pairs
 from londi_jax.training import features as features_lib
-from londi_jax.training.lm import LMRunner, choose_actions, crn_uniform
+from londi_jax.training.lm import LMRunner, choose_actions, crn_uniform, held_coins
 from londi_jax.training.members import make_add_pairs
 from londi_jax.training.rows import Row, make_env_fn, replay_rows
 
@@ -117,10 +117,9 @@ class RowBranches:
       return np.zeros(len(self.rows), np.int64)
     if self.continuation_kind == "random":
       # A coin per episode and decision step, so both branches of a pair draw the same coins.
-      t = np.array([row.t for row in self.rows], np.int64)
-      u = crn_uniform(int(self.config.seed), np.array([row.seed for row in self.rows], np.int64),
-                      t - t % self.hold, CONTINUATION_STREAM)
-      return (u < float(self.config.switcher.paired.continuation_rate)).astype(np.int64)
+      return held_coins(int(self.config.seed), np.array([row.seed for row in self.rows], np.int64),
+                        np.array([row.t for row in self.rows]), self.hold,
+                        float(self.config.switcher.paired.continuation_rate), CONTINUATION_STREAM)
     idx = np.flatnonzero(live)
     out = self._small_cache = self._score_small(idx)
     rows = [self.rows[i] for i in idx]

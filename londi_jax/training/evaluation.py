@@ -32,7 +32,7 @@ from londi_jax.switching import budget as budget_lib
 from londi_jax.training import features as features_lib
 from londi_jax.training import progress
 from londi_jax.training.episodes import Act, EnvPool, Played, Schedule, play_episodes
-from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform
+from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform, held_coins
 from londi_jax.training.rows import Row, make_env_fn
 
 # The baselines matched to each switcher's call rate, by name prefix; `eval.baselines` picks
@@ -345,7 +345,7 @@ def random_at_rate(rate: float, seed: int, name: str = "random", **info) -> Meth
   of the step, so it needs the small LM only when it does not call)."""
 
   def rule(v: View):
-    return (crn_uniform(seed, v.episode_seeds, v.t, RANDOM_STREAM) < rate).astype(np.int64)
+    return held_coins(seed, v.episode_seeds, v.t, 1, rate, RANDOM_STREAM)
 
   return Method(name, rule, small_everywhere=False, info=dict(info, rate=rate))
 
@@ -357,8 +357,7 @@ def random_held(rate: float, seed: int, hold: int, name: str = "random_held", **
   `rate`, like LONDI's measured rate, in blocks like LONDI's."""
 
   def rule(v: View):
-    decided_at = v.t - v.t % hold
-    return (crn_uniform(seed, v.episode_seeds, decided_at, RANDOM_STREAM) < rate).astype(np.int64)
+    return held_coins(seed, v.episode_seeds, v.t, hold, rate, RANDOM_STREAM)
 
   return Method(name, rule, small_everywhere=False, info=dict(info, rate=rate, hold=hold))
 

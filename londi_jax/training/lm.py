@@ -176,6 +176,14 @@ def crn_uniform(seed: int, episode_seeds: np.ndarray, t: np.ndarray, stream: int
   return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def held_coins(seed: int, episode_seeds: np.ndarray, t: np.ndarray, hold: int, rate: float,
+               stream: int) -> np.ndarray:
+  """Held random switching: `[R]` int64 switches, 1 with probability `rate` by a coin drawn at
+  each row's decision step `t - t % hold` (`crn_uniform` of `stream`) and held until the next."""
+  t = np.asarray(t, np.int64)
+  return (crn_uniform(seed, episode_seeds, t - t % hold, stream) < rate).astype(np.int64)
+
+
 def choose_actions(probs: np.ndarray, num_candidates: Sequence[int], uniforms: np.ndarray,
                    mode: str) -> np.ndarray:
   """Candidate indices `[R]`: the inverse CDF of each row's `probs` `[R, K]` at its uniform
