@@ -150,6 +150,44 @@ def test_random_continuation_at_the_ends_is_small_only_or_large_only(setup, rate
                                 + rate * after[:, 1])
 
 
+class CallLog(RowBranches):
+  """Keeps, for every branch step, the live branches that call and their large-LM inputs."""
+
+  def play(self, *args, **kwargs):
+    self.log = []
+    return super().play(*args, **kwargs)
+
+  def step(self, switches, live):
+    call = np.flatnonzero(live & (switches == 1))
+    self.log.append((call, [self.rows[i].prompt("large") for i in call],
+                     [self.rows[i].obs.valid_actions for i in call]))
+    return super().step(switches, live)
+
+
+def test_a_price_per_flop_weights_each_call_by_the_large_lms_flops_at_its_state(setup):
+  config, runners = setup
+  config = config.copy_and_resolve_references()
+  config.switcher.discount = 0.9
+  n = 6
+  zeros = np.zeros(n, np.int64)
+  snaps = decision_points(config, runners, n)
+  per_call = RowBranches(*runners, config, success, "random").play(snaps, zeros)
+  unit = 1e6
+  config.switcher.flops_unit = unit
+  sim = CallLog(*runners, config, success, "random")
+  out = sim.play(snaps, zeros)
+  np.testing.assert_array_equal(out.returns, per_call.returns)  # the price changes no step
+  np.testing.assert_array_equal(out.steps, per_call.steps)
+  expected = np.zeros(2 * n)
+  for k, (call, prompts, cands) in enumerate(sim.log):
+    if call.size:
+      expected[call] += 0.9 ** k * runners[1](prompts, cands).row_flops / unit
+  np.testing.assert_allclose(out.calls, np.stack([expected[:n], expected[n:]], -1), rtol=1e-6)
+  called = per_call.calls > 0
+  ratio = out.calls[called] / per_call.calls[called]
+  assert ratio.max() > 1.05 * ratio.min()  # states differ in what a call costs
+
+
 def paired_config(policies_dir, **changes):
   c = londi.get_config("babyai_text:smoke")
   c.policies.dir = policies_dir
@@ -207,6 +245,13 @@ def test_unknown_target_and_continuation_are_named(setup, tmp_path):
   config.switcher.paired.continuation_rate = 1.5
   with pytest.raises(ValueError, match="continuation_rate"):
     loop.Trainer(config, str(tmp_path), runners=setup[1], log=None)
+  for target, lagrangian, unit in (("paired", False, -1.0), ("td", False, 1e6),
+                                   ("paired", True, 1e6)):
+    config = paired_config(setup[0].policies.dir)
+    config.switcher.update(target=target, flops_unit=unit)
+    config.switcher.lagrangian.enabled = lagrangian
+    with pytest.raises(ValueError, match="flops_unit"):
+      loop.Trainer(config, str(tmp_path), runners=setup[1], log=None)
 
 
 def test_greedy_continuation_writes_each_pair_to_its_own_member(setup, tmp_path):

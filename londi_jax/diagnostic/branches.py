@@ -46,10 +46,12 @@ class TabularBranches:
       return self.rule[self.states]
     return self.rule[self.states, np.clip(remaining, 0, self.rule.shape[1] - 1)]
 
-  def step(self, switches: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  def step(self, switches: np.ndarray, live: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     u = self.uniforms[:, self.t]  # [2N, 2]
     actions = _inverse_cdf(self.mdp.policies[switches, self.states], u[:, 0])
     rewards = self.mdp.rewards[self.states, actions]
     self.states = _inverse_cdf(self.mdp.transitions[self.states, actions], u[:, 1])
     self.t += 1
-    return rewards, np.zeros(len(rewards), bool)  # the task never ends; the horizon cuts it
+    # The task never ends (the horizon cuts it); every call costs one unit of the price.
+    return rewards, np.zeros(len(rewards), bool), switches.astype(np.float64)

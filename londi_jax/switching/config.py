@@ -9,6 +9,9 @@ def switcher_config() -> ml_collections.ConfigDict:
   """Default hyperparameters of the switcher (network, update, budgets, exploration)."""
   c = ml_collections.ConfigDict()
   c.cost = 0.05  # price c of one large-LM call, in reward units
+  # 0: every call costs `cost`. > 0: a call costs `cost * F(s) / flops_unit`, with F(s) the large
+  # LM's FLOPs at the state (paired targets only: docs/method.md, a price per FLOP).
+  c.flops_unit = 0.0
   c.discount = 0.99  # gamma
   c.hold = 1  # launch.train: a switch decision holds for this many steps of its episode
   # "td": bootstrapped impulse-control targets (the paper's learner); "paired": Monte-Carlo targets

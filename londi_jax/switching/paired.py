@@ -48,7 +48,8 @@ class BranchOutcome:
 
   Attributes:
     returns: `[N, 2]` discounted reward sums `R_g`.
-    calls: `[N, 2]` discounted large-call counts `C_g` (the calls executed, budget permitting).
+    calls: `[N, 2]` the discounted price units `C_g` of the calls executed (budget permitting):
+      one per call, or the call's large-LM FLOPs over `switcher.flops_unit`.
     steps: `[N, 2]` steps each branch played.
     callable: `[N]` whether the call branch could call at its first step (`z > 0` or no budget);
       where it could not, both branches are the keep branch and only `Q(s, 0)` has a target.
@@ -74,9 +75,11 @@ class BranchSimulator(Protocol):
   def continuation(self, live: np.ndarray, remaining: np.ndarray) -> np.ndarray:
     """`[2N]` int switches of the continuation rule at the branches' current states."""
 
-  def step(self, switches: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Steps the live branches with `switches` `[2N]`; returns rewards `[2N]` and done `[2N]`
-    (anything for branches that are not live)."""
+  def step(self, switches: np.ndarray, live: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps the live branches with `switches` `[2N]`; returns rewards, done and the price units
+    of the step's calls (0 where it did not call; 1 per call when the price is per call), each
+    `[2N]` (anything for branches that are not live)."""
 
 
 def play_branch_pairs(sim: BranchSimulator, remaining: np.ndarray, *, hold: int, horizon: int,
@@ -108,9 +111,9 @@ def play_branch_pairs(sim: BranchSimulator, remaining: np.ndarray, *, hold: int,
       break
     wanted = first if t < hold else np.asarray(sim.continuation(live, z), np.int64)
     switches = wanted * np.asarray(budget_lib.allowed_switches(z, budget)[:, CALL]) * live
-    r, done = sim.step(switches, live)
+    r, done, units = sim.step(switches, live)
     rewards += discount * np.where(live, r, 0.0)
-    calls += discount * switches
+    calls += discount * np.where(switches > 0, units, 0.0)
     steps += live
     z = np.asarray(budget_lib.spend(z, switches, budget))
     live &= ~np.asarray(done, bool)

@@ -41,8 +41,8 @@ class RowBranches:
 
   Args:
     small, large: the two LM policies.
-    config: the run's config (`seed`, `policies.action`, `switcher.hold`, `features`,
-      `switcher.paired.continuation_rate`).
+    config: the run's config (`seed`, `policies.action`, `switcher.hold`, `switcher.flops_unit`,
+      `features`, `switcher.paired.continuation_rate`).
     reward: `(reward, done, info) -> float`, the switcher's reward of a step.
     continuation: `small`, `random` or `greedy`.
     greedy: the switchers' greedy rule, for the `greedy` continuation.
@@ -59,6 +59,7 @@ class RowBranches:
     self.small, self.large, self.config = small, large, config
     self.reward, self.continuation_kind, self.greedy = reward, continuation, greedy
     self.hold = int(config.switcher.hold)
+    self.flops_unit = float(config.switcher.flops_unit)
     self._prompt_configs = {"small": small.prompt_config, "large": large.prompt_config}
     self._make_env = make_env_fn(config)  # the run's backend and env_kwargs
     self._pool: list[Row] = []
@@ -134,7 +135,8 @@ class RowBranches:
     self._held[idx] = np.where(decide, g, self._held[idx])
     return self._held.copy()
 
-  def step(self, switches: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  def step(self, switches: np.ndarray, live: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     idx = np.flatnonzero(live)
     rows = [self.rows[i] for i in idx]
     g = switches[idx]
@@ -152,9 +154,11 @@ class RowBranches:
         probs = self._score_small(idx[keep]).probs
       actions[keep] = choose_actions(probs, n_cands[keep], u[keep], mode)
     call = np.flatnonzero(g == 1)
+    units = np.zeros(len(self.rows))
     if call.size:
       scored = self.large([rows[j].prompt("large") for j in call], [cands[j] for j in call])
       actions[call] = choose_actions(scored.out.probs, n_cands[call], u[call], mode)
+      units[idx[call]] = scored.row_flops / self.flops_unit if self.flops_unit else 1.0
     rewards = np.zeros(len(self.rows))
     done = np.zeros(len(self.rows), bool)
     for j, (i, row) in enumerate(zip(idx, rows)):
@@ -162,7 +166,7 @@ class RowBranches:
       rewards[i], done[i] = self.reward(r, d, info), d
     self.env_steps += len(rows)
     self._small_cache = None
-    return rewards, done
+    return rewards, done, units
 
   def _score_small(self, idx: np.ndarray):
     rows = [self.rows[i] for i in idx]

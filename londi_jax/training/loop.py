@@ -115,6 +115,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= config.switcher.paired.continuation_rate <= 1.0:
     raise ValueError("switcher.paired.continuation_rate must be in [0, 1], got "
                      f"{config.switcher.paired.continuation_rate!r}")
+  if config.switcher.flops_unit < 0:
+    raise ValueError(f"switcher.flops_unit must be >= 0, got {config.switcher.flops_unit!r}")
+  if config.switcher.flops_unit and (config.switcher.target != "paired"
+                                     or config.switcher.lagrangian.enabled):
+    raise ValueError("switcher.flops_unit > 0 (a price per FLOP) needs switcher.target=paired "
+                     "and no switcher.lagrangian (whose budget counts calls, not FLOPs)")
   if config.policies.action not in ("sampled", "greedy"):
     raise ValueError(f"policies.action must be sampled or greedy, got {config.policies.action!r}")
   if config.get("envs") is not None and config.envs.backend not in BACKENDS:
