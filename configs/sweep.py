@@ -76,7 +76,14 @@ def scienceworld() -> ml_collections.ConfigDict:
       # paired_history_progress_cost_001 called on up to 76%.
       "paired_history_progress_random_cost_001": (
           progress.replace("duration=(2, 4)", "duration=(2, 4, 8)") +
-          "; switcher.paired.continuation=random; switcher.paired.continuation_rate=0.5")})
+          "; switcher.paired.continuation=random; switcher.paired.continuation_rate=0.5"),
+      # paired_history_progress_cost_001 with a price per FLOP: a call costs c per 1.5e9 FLOPs
+      # of the large LM at its state (about its mean per step), not c, so the price follows the
+      # compute target 1 counts, and calls at long candidate lists cost more. Trigger grid as
+      # in the random variant (its rate is not known in advance).
+      "paired_history_progress_flops_cost_001": (
+          progress.replace("duration=(2, 4)", "duration=(2, 4, 8)") +
+          "; switcher.flops_unit=1.5e9")})
   return c
 
 
