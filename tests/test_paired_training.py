@@ -188,6 +188,23 @@ def test_a_price_per_flop_weights_each_call_by_the_large_lms_flops_at_its_state(
   assert ratio.max() > 1.05 * ratio.min()  # states differ in what a call costs
 
 
+@pytest.mark.parametrize("reward", ["success", "score"])
+def test_the_best_checkpoints_objective_prices_calls_as_training_does(setup, reward):
+  config = setup[0].copy_and_resolve_references()
+  config.reward = reward
+  results = [{"success_rate": 0.5, "mean_score": 50.0, "large_calls": 30, "num_episodes": 10,
+              "flops_by_model": {"large": 6e9, "small": 1e8}},
+             {"success_rate": 0.8, "mean_score": 80.0, "large_calls": 10, "num_episodes": 10,
+              "flops_by_model": {"large": 4e9, "small": 1e8}}]
+  costs = (0.01, 0.2)
+  # By hand: gain minus c x (calls per episode), or c x (large FLOPs per episode / 1e9).
+  assert loop.switcher_objective(config, costs, results) == pytest.approx(
+      ((0.5 - 0.01 * 3) + (0.8 - 0.2 * 1)) / 2)
+  config.switcher.flops_unit = 1e9
+  assert loop.switcher_objective(config, costs, results) == pytest.approx(
+      ((0.5 - 0.01 * 0.6) + (0.8 - 0.2 * 0.4)) / 2)
+
+
 def paired_config(policies_dir, **changes):
   c = londi.get_config("babyai_text:smoke")
   c.policies.dir = policies_dir

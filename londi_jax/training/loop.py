@@ -127,6 +127,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"envs.backend must be one of {BACKENDS}, got {config.envs.backend!r}")
 
 
+def switcher_objective(config: ml_collections.ConfigDict, costs: Sequence[float],
+                       results: Sequence[dict]) -> float:
+  """The switchers' own objective on an evaluation, the one the best checkpoint maximises: each
+  member's mean episode reward (`config.reward`; a score on [0, 1]) minus `c` times its calls
+  per episode, or with a price per FLOP (`switcher.flops_unit`) its large-LM FLOPs per episode
+  over the unit (docs/method.md), averaged over members.
+
+  Args:
+    config: the run's config (`reward`, `switcher.flops_unit`).
+    costs: each member's `c`.
+    results: each member's `evaluation.run_method` result.
+  """
+  unit = float(config.switcher.flops_unit)
+  values = []
+  for c, r in zip(costs, results):
+    gain = (r["success_rate"] if config.reward == "success" else
+            r["mean_score"] / SCORE_SCALE if config.reward == "score" else r["mean_return"])
+    spent = r["flops_by_model"]["large"] / unit if unit else r["large_calls"]
+    values.append(gain - c * spent / r["num_episodes"])
+  return float(np.mean(values))
+
+
 # -- the algorithm's host state ----------------------------------------------------------------
 
 
@@ -533,13 +555,7 @@ class Trainer:
          "calls_per_episode": r["large_calls"] / r["num_episodes"]}
         for c, r in zip(self.costs, results)]}
     self._write(record)
-    # The switcher's own objective, its reward minus the price of its calls, averaged over members.
-    reward = self.config.reward
-    gains = [m["success_rate"] if reward == "success" else
-             m["mean_score"] / SCORE_SCALE if reward == "score" else m["mean_return"]
-             for m in record["members"]]
-    score = float(np.mean([g - m["cost"] * m["calls_per_episode"]
-                           for g, m in zip(gains, record["members"])]))
+    score = switcher_objective(self.config, self.costs, results)
     self.log(f"eval step {self.step}: " + " | ".join(
         f"c={m['cost']:g}: success {m['success_rate']:.3f}"
         + (f" score {m['mean_score']:.1f}" if "mean_score" in m else "")
