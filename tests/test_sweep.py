@@ -88,6 +88,18 @@ def test_a_sweep_runs_and_aggregates_each_cost_over_its_seeds(tmp_path, monkeypa
     d = np.mean(diffs, axis=0)
     assert entry["vs_random_held"]["mean"] == pytest.approx(d.mean())
     assert entry["vs_random_held"]["seed_means"] == pytest.approx(np.mean(diffs, axis=1))
+    # Each member on its own: its mean difference and the 95% normal interval of its episodes.
+    assert [e["member"] for e in entry["members"]] == list(members)
+    for e, r, dm in zip(entry["members"], londi, diffs):
+      assert e["calls"] == r["large_call_fraction"] and e["quality"] == r["success_rate"]
+      held = methods[f"random_held_c{cost}_m{e['member']}"]
+      assert e["vs_random_held"]["mean"] == pytest.approx(np.mean(dm))
+      assert e["vs_random_held"]["ci95"] == pytest.approx(
+          1.96 * np.std(dm, ddof=1) / np.sqrt(len(dm)), rel=1e-3, nan_ok=True)
+      assert e["vs_random_held"]["calls"] == held["large_call_fraction"]
+  with open(os.path.join(out, "report.md")) as f:
+    report = f.read()
+  assert "## Per member (td, c = 0.5)" in report and "## Per member (td_few, c = 0.5)" in report
   # A later variant (another training seed) copies the references (same policies and episodes)
   # instead of playing them, and plays only the baselines it names.
   assert sum("copied from the reference evaluation" in line for line in lines) == 3

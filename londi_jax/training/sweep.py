@@ -113,12 +113,20 @@ def aggregate(eval_result: dict, costs, seeds: int) -> dict:
     if londi and len(set(levels)) > 1:
       quality = np.mean([[float(e[metric]) for e in r["episodes"]] for r in londi], axis=0)
       entry["londi"]["by_level"] = _by_level(quality, levels)
+    key = report_lib.quality_key(metric)
+    per_member = {m: {"member": m, "quality": r[key], "calls": r["large_call_fraction"],
+                      "compute": r["compute_relative_to_large"]}
+                  for m, r in by_prefix["londi"].items() if m in members}
     for prefix in report_lib.BASELINES:
       diffs = []
       for m in members:
         base = report_lib.baseline_of(methods, prefix, m)
         if base is not None and m in by_prefix["londi"]:
           diffs.append(report_lib.paired_differences(by_prefix["londi"][m], base, metric))
+          mean, se = report_lib.mean_and_se(diffs[-1])
+          per_member[m][f"vs_{prefix}"] = {"mean": mean, "ci95": report_lib.Z95 * se,
+                                           "quality": base[key],
+                                           "calls": base["large_call_fraction"]}
       if diffs:
         per_episode = np.mean(diffs, axis=0)  # seed-averaged
         mean, se = report_lib.mean_and_se(per_episode)
@@ -126,6 +134,7 @@ def aggregate(eval_result: dict, costs, seeds: int) -> dict:
                                  "seed_means": [float(x.mean()) for x in diffs]}
         if len(set(levels)) > 1:
           entry[f"vs_{prefix}"]["by_level"] = _by_level(per_episode, levels)
+    entry["members"] = list(per_member.values())
     out[f"{cost:g}"] = entry
   return out
 
@@ -237,11 +246,37 @@ def report_lines(summary: dict) -> list[str]:
       if "by_level" in e["londi"]:
         lines += ["", f"## Per task ({variant}, c = {cost})", "",
                   *per_task_lines(e, [p for p in prefixes if f"vs_{p}" in e], metric)]
+  for variant, per_cost in summary["variants"].items():
+    for cost, e in per_cost.items():
+      if e.get("members"):
+        lines += ["", f"## Per member ({variant}, c = {cost})", "",
+                  *per_member_lines(e, [p for p in prefixes if f"vs_{p}" in e], metric)]
   for variant, rows in summary.get("call_sites", {}).items():
     lines += ["", f"## Where LONDI calls ({variant})", "",
               "Every member's test episodes together: the share of steps on which the large LM "
               "acted, per task, by stage of the episode and by the first word of the action "
               "taken (`training.call_sites`).", "", *call_sites.table_lines(rows)]
+  return lines
+
+
+def per_member_lines(entry: dict, prefixes: Sequence[str], metric: str) -> list[str]:
+  """A Markdown table of one cost's switchers, one per training seed: quality, call rate,
+  compute, and the paired difference to each baseline in `prefixes` over the test episodes, with
+  the baseline's own quality and call rate."""
+  q = (lambda x: f"{x:.1f}") if metric == "score" else (lambda x: f"{x:.3f}")
+  lines = ["Each member (training seed) on its own: LONDI minus the baseline matched to its call "
+           "rate, per test episode (mean ± 95% interval; the baseline's quality at its call rate "
+           "in brackets).", "",
+           *report_lib.comparison_header(["member", "LONDI", "calls", "compute / large"],
+                                         prefixes)]
+  for m in entry["members"]:
+    cells = [str(m["member"]), q(m["quality"]), f"{m['calls']:.1%}", f"{m['compute']:.2f}"]
+    for p in prefixes:
+      d = m.get(f"vs_{p}")
+      cells.append("-" if d is None else
+                   report_lib.format_difference(d["mean"], d["ci95"], metric)
+                   + ("" if p == "large_only" else f" ({q(d['quality'])} at {d['calls']:.1%})"))
+    lines.append("| " + " | ".join(cells) + " |")
   return lines
 
 
