@@ -11,7 +11,9 @@ Families: `babyai_text` (presets `smoke`: tests, seconds; `default`: 2 CPU cores
 - `levels`: `SCIENCEWORLD_TASKS`; rows and evaluation slots keep one task each, so each holds one
   JVM (docs/environments.md: one JVM per slot);
 - `env_kwargs`: the keyword arguments of every `envs.make` of the run (training, periodic and final
-  evaluation, calibration): the step limit and the simplification;
+  evaluation, calibration): the step limit, the simplification and `variation_stride`, the number
+  of levels, so that each task's episodes play distinct variations (`docs/environments.md`; a
+  run saved before the field reads as 1, the mapping it was made with);
 - `reward = "score"` (the score's increment over 100), and evaluations report the mean score;
 - `envs.backend = "process"` (a worker process per row, restarted with its JVM if it dies);
 - `eval.baselines` with the SwiftSage-style `trigger`;
@@ -193,6 +195,7 @@ def scienceworld(preset: str = "default") -> ml_collections.ConfigDict:
   c.levels = SCIENCEWORLD_TASKS  # row r (and evaluation slot i) plays levels[r % len(levels)]
   # Passed to every `envs.make` of the run (ScienceWorld's keyword arguments).
   c.env_kwargs = pretrain_config.scienceworld("scienceworld").env_kwargs
+  c.env_kwargs.variation_stride = len(c.levels)  # each task's episodes: distinct variations
   c.reward = "score"  # the score's increment over 100: an episode's rewards sum to its score/100
   c.policies.dir = "artifacts/scienceworld"  # `small/` and `large/` of `launch.pretrain`
   c.policies.prompt_buckets = (256, 512)
@@ -213,6 +216,7 @@ def scienceworld(preset: str = "default") -> ml_collections.ConfigDict:
   if preset == "smoke":
     c.levels = SCIENCEWORLD_TASKS[:3:2]  # find-living-thing and lifespan-longest-lived: short
     c.env_kwargs.step_limit = 8
+    c.env_kwargs.variation_stride = len(c.levels)
     c.policies.dir = ""  # tests write tiny policies and set it
     c.policies.prompt_buckets = (64,)  # the prompts' last 64 tokens: tests run in minutes
     c.num_envs = 2  # one row per task

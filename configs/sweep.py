@@ -34,7 +34,11 @@ def scienceworld() -> ml_collections.ConfigDict:
   b.switcher.min_replay = 128
   b.switcher.batch_size = 64
   b.switcher.replay_capacity = 5000
-  b.eval.episodes = 100  # 25 test variations of each task
+  # These runs map seeds to variations as runs made before `variation_stride` did (`i mod n`):
+  # the 100 test episodes are 83 distinct variations (`lifespan-longest-lived` plays 8 of its 32,
+  # each about 3 times; results/scienceworld/COMMAND.md).
+  b.env_kwargs.variation_stride = 1
+  b.eval.episodes = 100  # 25 test episodes of each task
   b.eval.dev_episodes = 32
   b.eval.baselines = ("random_held", "schedule", "trigger")
   b.eval.trigger.patience, b.eval.trigger.duration = (2, 4), (4, 8)

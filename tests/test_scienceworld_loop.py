@@ -175,6 +175,30 @@ def test_reset_seed_picks_the_split_of_its_range():
     assert fixed.reset(seed=test_seed).extra["variation"] == train[test_seed % len(train)]
 
 
+def test_variation_stride_gives_each_levels_episodes_distinct_variations():
+  """Four interleaved tasks give `lifespan-longest-lived` (level 2) the seeds `2 + 4j`: index
+  `i mod 32` plays its 32 test variations' every fourth one again after 8 episodes, while
+  `variation_stride=4` plays variation number `(2 + 4j) // 4 = j`."""
+  task = "scienceworld/lifespan-longest-lived"
+  seed_of = lambda j: seeds.episode_seed(0, 2 + 4 * j, "test")
+  with envs.make(task, variation_stride=4) as strided, envs.make(task) as plain:
+    strided.reset(seed=0)
+    order = sorted(int(v) for v in strided.simulator.get_variations_test())
+    assert len(order) == 32
+    for j in (0, 1, 7, 8, 31):
+      assert strided.reset(seed=seed_of(j)).extra["variation"] == order[j], j
+    assert plain.reset(seed=seed_of(0)).extra["variation"] == plain.reset(
+        seed=seed_of(8)).extra["variation"] == order[2]
+  with pytest.raises(ValueError, match="variation_stride must be at least 1, got 0"):
+    envs.make(task, variation_stride=0)
+  config = londi.get_config("scienceworld:smoke")
+  assert config.env_kwargs.variation_stride == len(config.levels)
+  config.env_kwargs.variation_stride = 3
+  with pytest.raises(ValueError, match=r"env_kwargs.variation_stride must be 1 or the number of "
+                                       r"levels \(2: .*got 3"):
+    loop.validate(config)
+
+
 def test_heavy_families_pin_one_level_per_slot():
   assert envs.heavy("scienceworld/boil") and not envs.heavy("babyai_text/BabyAI-GoToLocal-v0")
   levels = LEVELS
@@ -239,7 +263,7 @@ def test_test_episodes_play_test_variations_and_carry_scores(run, test_variation
       split, index = seeds.split_of(e["seed"])
       assert split == "test" and e["level"] == levels[index % len(levels)]
       order = test_variations[e["level"]]
-      assert e["variation"] == order[index % len(order)], (name, e)
+      assert e["variation"] == order[index // len(levels) % len(order)], (name, e)
       assert 0 <= e["score"] <= 100 and e["length"] <= run["config"].env_kwargs.step_limit
     scores = [e["score"] for e in m["episodes"]]
     assert m["mean_score"] == pytest.approx(np.mean(scores)), name

@@ -145,6 +145,20 @@ def test_a_run_saved_before_an_option_existed_resumes_with_it_off(tmp_path, opti
     check_config(str(tmp_path), config)
 
 
+def test_a_scienceworld_run_saved_before_variation_stride_resumes_only_with_stride_1(tmp_path):
+  config = londi.get_config("scienceworld:smoke")
+  check_config(str(tmp_path), config)
+  with open(tmp_path / "config.json") as f:
+    saved = json.load(f)
+  del saved["config"]["env_kwargs"]["variation_stride"]  # as written before the field existed
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(saved, f)
+  with pytest.raises(ValueError, match="different config.*env_kwargs.variation_stride"):
+    check_config(str(tmp_path), config)  # the config's default: distinct variations per task
+  config.env_kwargs.variation_stride = 1  # the mapping the run was made with
+  check_config(str(tmp_path), config)
+
+
 def test_a_rerun_writes_its_evaluation_settings_and_keeps_the_training_ones(tmp_path):
   config = _saved_before(tmp_path)
   config.eval.episodes = config.eval.episodes + 7

@@ -31,7 +31,8 @@ _UNCHECKED = ("eval", "runtime", "envs")
 # Fields added after runs were saved, with the value that reproduces those runs: a saved config
 # without one matches a current config that has it at this value.
 _ADDED = {"features.memory": False, "features.progress": False,
-          "switcher.paired.continuation_rate": 0.5, "switcher.flops_unit": 0.0}
+          "switcher.paired.continuation_rate": 0.5, "switcher.flops_unit": 0.0,
+          "env_kwargs.variation_stride": 1}
 
 
 class CheckpointError(RuntimeError):

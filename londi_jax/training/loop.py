@@ -66,7 +66,7 @@ from londi_jax.training.lm import LMRunner, Scored, choose_actions, crn_uniform,
 from londi_jax.training.members import TARGETS, make_members
 from londi_jax.training.metrics import MetricsWriter
 from londi_jax.training.progress import SCORE_SCALE
-from londi_jax.training.rows import Row, TrainRows, make_env_fn, replay_rows
+from londi_jax.training.rows import Row, TrainRows, env_kwargs, make_env_fn, replay_rows
 
 MEASURE_DECAY = 0.99  # of the exponential average of the greedy call rate
 PERIODIC_EVAL_SEED = 500_000  # periodic evaluations play `dev` seeds far from training's
@@ -121,6 +121,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
                                      or config.switcher.lagrangian.enabled):
     raise ValueError("switcher.flops_unit > 0 (a price per FLOP) needs switcher.target=paired "
                      "and no switcher.lagrangian (whose budget counts calls, not FLOPs)")
+  stride = env_kwargs(config).get("variation_stride", 1)
+  if stride not in (1, len(config.levels)):
+    raise ValueError(f"env_kwargs.variation_stride must be 1 or the number of levels "
+                     f"({len(config.levels)}: each level's episodes play distinct variations), "
+                     f"got {stride!r}")
   if config.policies.action not in ("sampled", "greedy"):
     raise ValueError(f"policies.action must be sampled or greedy, got {config.policies.action!r}")
   if config.get("envs") is not None and config.envs.backend not in BACKENDS:

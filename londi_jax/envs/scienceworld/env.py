@@ -9,7 +9,10 @@
 The reset seed picks the variation: by default its seed range (`londi_jax.envs.seeds.split_of`)
 names the split and its index within the range the variation, so the `train`, `dev` and `test`
 episodes of the loop and the evaluation play the simulator's train, dev and test variations;
-`split=` fixes the split for every seed instead.
+`split=` fixes the split for every seed instead. A schedule that interleaves `L` levels gives
+each level every `L`-th seed; `variation_stride=L` then plays its consecutive variations, where
+index `i mod n` would repeat a few of them whenever `L` and the split's count `n` share a factor
+(4 tasks and `lifespan-longest-lived`'s 32 test variations: 8 distinct in 25 episodes).
 
 The simulator runs in a JVM that is started on the first `reset` and ended by `close()`, by the
 context manager's exit or at interpreter exit. Its heap is capped (`JVM_OPTIONS`): left to
@@ -129,7 +132,7 @@ class ScienceWorld:
   def __init__(self, task: str, *, split: str | None = None, variation: int | None = None,
                simplification: str = "easy", step_limit: int = 100,
                shuffle_seed: int | None = None, gold_path: bool = False,
-               jvm_options: Sequence[str] = JVM_OPTIONS):
+               variation_stride: int = 1, jvm_options: Sequence[str] = JVM_OPTIONS):
     """Describes the environment; the JVM starts on the first `reset`.
 
     Args:
@@ -145,6 +148,9 @@ class ScienceWorld:
       shuffle_seed: None takes each split's variations in increasing order; an int takes them
         in an order shuffled by this seed instead.
       gold_path: whether to have the simulator generate each episode's gold path.
+      variation_stride: seed index `i` plays the split's variation number `(i // stride) mod n`
+        (`n` its count): the number of levels a schedule interleaves, so each level's episodes
+        play distinct variations; 1 (`i mod n`) is the mapping of runs made before it.
       jvm_options: options of the JVM (before any in the environment's `JAVA_TOOL_OPTIONS`,
         which win where they conflict); () for the JVM's defaults.
     """
@@ -152,12 +158,15 @@ class ScienceWorld:
       raise ValueError(f"unknown ScienceWorld task {task!r}; known: {', '.join(known_ids())}")
     if split is not None and split not in SPLITS:
       raise ValueError(f"unknown split {split!r}; splits are {SPLITS}")
+    if int(variation_stride) < 1:
+      raise ValueError(f"variation_stride must be at least 1, got {variation_stride}")
     self.task = task_name(task)
     self.split = split
     self.fixed_variation = variation
     self.simplification = simplification
     self.step_limit = step_limit
     self.shuffle_seed = shuffle_seed
+    self.variation_stride = int(variation_stride)
     self.gold_path = gold_path
     self.jvm_options = tuple(jvm_options)
     self.variation: int | None = None
@@ -254,7 +263,7 @@ class ScienceWorld:
     self._next_seed = seed + 1
     split, index = (self.split, seed) if self.split is not None else split_of(seed)
     order = self.variations(split)
-    return order[index % len(order)]
+    return order[(index // self.variation_stride) % len(order)]
 
   # The protocol.
 
