@@ -10,9 +10,9 @@ The reset seed picks the variation: by default its seed range (`londi_jax.envs.s
 names the split and its index within the range the variation, so the `train`, `dev` and `test`
 episodes of the loop and the evaluation play the simulator's train, dev and test variations;
 `split=` fixes the split for every seed instead. A schedule that interleaves `L` levels gives
-each level every `L`-th seed; `variation_stride=L` then plays its consecutive variations, where
-index `i mod n` would repeat a few of them whenever `L` and the split's count `n` share a factor
-(4 tasks and `lifespan-longest-lived`'s 32 test variations: 8 distinct in 25 episodes).
+each level every `L`-th seed, so index `i mod n` repeats variations whenever `L` and the split's
+count `n` share a factor (4 tasks, `lifespan-longest-lived`'s 32 test variations: 8 distinct in
+25 episodes); `variation_stride=L` plays each level's variations in order.
 
 The simulator runs in a JVM that is started on the first `reset` and ended by `close()`, by the
 context manager's exit or at interpreter exit. Its heap is capped (`JVM_OPTIONS`): left to
