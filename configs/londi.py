@@ -195,7 +195,6 @@ def scienceworld(preset: str = "default") -> ml_collections.ConfigDict:
   c.levels = SCIENCEWORLD_TASKS  # row r (and evaluation slot i) plays levels[r % len(levels)]
   # Passed to every `envs.make` of the run (ScienceWorld's keyword arguments).
   c.env_kwargs = pretrain_config.scienceworld("scienceworld").env_kwargs
-  c.env_kwargs.variation_stride = len(c.levels)  # each task's episodes: distinct variations
   c.reward = "score"  # the score's increment over 100: an episode's rewards sum to its score/100
   c.policies.dir = "artifacts/scienceworld"  # `small/` and `large/` of `launch.pretrain`
   c.policies.prompt_buckets = (256, 512)
@@ -216,7 +215,6 @@ def scienceworld(preset: str = "default") -> ml_collections.ConfigDict:
   if preset == "smoke":
     c.levels = SCIENCEWORLD_TASKS[:3:2]  # find-living-thing and lifespan-longest-lived: short
     c.env_kwargs.step_limit = 8
-    c.env_kwargs.variation_stride = len(c.levels)
     c.policies.dir = ""  # tests write tiny policies and set it
     c.policies.prompt_buckets = (64,)  # the prompts' last 64 tokens: tests run in minutes
     c.num_envs = 2  # one row per task
@@ -232,6 +230,7 @@ def scienceworld(preset: str = "default") -> ml_collections.ConfigDict:
     c.switcher.hold = 2
     c.switcher.min_replay = 8
     c.switcher.batch_size = 8
+  c.env_kwargs.variation_stride = len(c.levels)  # each task's episodes: distinct variations
   return c
 
 

@@ -122,18 +122,27 @@ def test_workdir_with_a_different_config_is_refused(runs, policies):
     loop.Trainer(config, runs["straight"], runners=runs["runners"], log=quiet)
 
 
-def _saved_before(tmp_path):
-  """The smoke config, saved in `tmp_path` as a run written before `features.memory` and
-  `features.progress` existed."""
-  config = londi.get_config("babyai_text:smoke")
+def _saved_without(tmp_path, config, fields):
+  """`config`, saved in `tmp_path` as a run written before `fields` (dotted names) existed."""
   check_config(str(tmp_path), config)
   with open(tmp_path / "config.json") as f:
     saved = json.load(f)
-  for name in ("memory", "progress"):
-    del saved["config"]["features"][name]  # as written before the option was added
+  for field in fields:
+    *blocks, name = field.split(".")
+    node = saved["config"]
+    for block in blocks:
+      node = node[block]
+    del node[name]  # as written before the option was added
   with open(tmp_path / "config.json", "w") as f:
     json.dump(saved, f)
   return config
+
+
+def _saved_before(tmp_path):
+  """The smoke config, saved in `tmp_path` as a run written before `features.memory` and
+  `features.progress` existed."""
+  return _saved_without(tmp_path, londi.get_config("babyai_text:smoke"),
+                        ("features.memory", "features.progress"))
 
 
 @pytest.mark.parametrize("option", ["memory", "progress"])
@@ -146,13 +155,8 @@ def test_a_run_saved_before_an_option_existed_resumes_with_it_off(tmp_path, opti
 
 
 def test_a_scienceworld_run_saved_before_variation_stride_resumes_only_with_stride_1(tmp_path):
-  config = londi.get_config("scienceworld:smoke")
-  check_config(str(tmp_path), config)
-  with open(tmp_path / "config.json") as f:
-    saved = json.load(f)
-  del saved["config"]["env_kwargs"]["variation_stride"]  # as written before the field existed
-  with open(tmp_path / "config.json", "w") as f:
-    json.dump(saved, f)
+  config = _saved_without(tmp_path, londi.get_config("scienceworld:smoke"),
+                          ("env_kwargs.variation_stride",))
   with pytest.raises(ValueError, match="different config.*env_kwargs.variation_stride"):
     check_config(str(tmp_path), config)  # the config's default: distinct variations per task
   config.env_kwargs.variation_stride = 1  # the mapping the run was made with
