@@ -57,6 +57,8 @@ def scienceworld() -> ml_collections.ConfigDict:
                              "eval.baselines=('random_held', 'trigger'); " +
                              rearmed.replace("(4, 8, 16)", "(2, 4, 8, 16)"))
   progress = paired_history_cost_001 + "; features.progress=True"
+  progress_long_takeovers = progress.replace("duration=(2, 4)", "duration=(2, 4, 8)")
+  flops = progress_long_takeovers + "; switcher.flops_unit=1.5e9"
   c.variants = ml_collections.ConfigDict({
       "td": "switcher.target=td",
       # A dearer call, so the rate falls where held random no longer matches large-only (a 4-step
@@ -79,20 +81,17 @@ def scienceworld() -> ml_collections.ConfigDict:
       # adds 8-step takeovers, since 2 and 4 reached at most 58% of dev steps where members of
       # paired_history_progress_cost_001 called on up to 76%.
       "paired_history_progress_random_cost_001": (
-          progress.replace("duration=(2, 4)", "duration=(2, 4, 8)") +
+          progress_long_takeovers +
           "; switcher.paired.continuation=random; switcher.paired.continuation_rate=0.5"),
       # paired_history_progress_cost_001 with a price per FLOP: a call costs c per 1.5e9 FLOPs
       # of the large LM at its state (about its mean per step), not c, so the price follows the
       # compute target 1 counts, and calls at long candidate lists cost more. Trigger grid as
       # in the random variant (its rate is not known in advance).
-      "paired_history_progress_flops_cost_001": (
-          progress.replace("duration=(2, 4)", "duration=(2, 4, 8)") +
-          "; switcher.flops_unit=1.5e9"),
+      "paired_history_progress_flops_cost_001": flops,
       # The same at c = 0.0075 per unit: at 0.01 two seeds called for 51-53% of large-only's
       # compute, 3 points below it, and the third for 79%, within 0.7.
-      "paired_history_progress_flops_cost_00075": (
-          progress.replace("duration=(2, 4)", "duration=(2, 4, 8)").replace(
-              "costs=(0.01,)", "costs=(0.0075,)") + "; switcher.flops_unit=1.5e9")})
+      "paired_history_progress_flops_cost_00075": flops.replace("costs=(0.01,)",
+                                                                "costs=(0.0075,)")})
   return c
 
 
