@@ -91,7 +91,15 @@ def scienceworld() -> ml_collections.ConfigDict:
       # The same at c = 0.0075 per unit: at 0.01 two seeds called for 51-53% of large-only's
       # compute, 3 points below it, and the third for 79%, within 0.7.
       "paired_history_progress_flops_cost_00075": flops.replace("costs=(0.01,)",
-                                                                "costs=(0.0075,)")})
+                                                                "costs=(0.0075,)"),
+      # The same price with a Lagrangian on the compute share: the multiplier adds to the price
+      # per FLOP while the greedy calls take more than 53% of the large LM's FLOPs at the
+      # training rows' states, so seeds that would call for 0.72-0.73 of large-only's compute
+      # (two of the three above) are held near the 0.59 of the third.
+      "paired_history_progress_flops_lagrangian_053": flops.replace(
+          "costs=(0.01,)", "costs=(0.0075,)") + (
+              "; switcher.lagrangian.enabled=True; switcher.lagrangian.measure=compute; "
+              "switcher.lagrangian.target=0.53; switcher.lagrangian.learning_rate=0.0003")})
   return c
 
 

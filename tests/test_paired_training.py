@@ -262,13 +262,95 @@ def test_unknown_target_and_continuation_are_named(setup, tmp_path):
   config.switcher.paired.continuation_rate = 1.5
   with pytest.raises(ValueError, match="continuation_rate"):
     loop.Trainer(config, str(tmp_path), runners=setup[1], log=None)
-  for target, lagrangian, unit in (("paired", False, -1.0), ("td", False, 1e6),
-                                   ("paired", True, 1e6)):
+  for target, measure, unit in (("paired", None, -1.0), ("td", None, 1e6), ("paired", "rate", 1e6),
+                                ("paired", "compute", 0.0)):
     config = paired_config(setup[0].policies.dir)
     config.switcher.update(target=target, flops_unit=unit)
-    config.switcher.lagrangian.enabled = lagrangian
+    if measure:
+      config.switcher.lagrangian.update(enabled=True, measure=measure)
     with pytest.raises(ValueError, match="flops_unit"):
       loop.Trainer(config, str(tmp_path), runners=setup[1], log=None)
+  config = paired_config(setup[0].policies.dir)
+  config.switcher.lagrangian.measure = "watts"
+  with pytest.raises(ValueError, match="watts"):
+    loop.Trainer(config, str(tmp_path), runners=setup[1], log=None)
+
+
+def test_row_flops_without_scoring_equal_the_scored_rows_flops(setup):
+  config, (small, large) = setup
+  snaps = decision_points(config, (small, large), 4)
+  row = Row({"small": small.prompt_config, "large": large.prompt_config})
+  prompts, cands = [], []
+  for snap in snaps:
+    row.replay(snap)
+    prompts.append(row.prompt("large"))
+    cands.append(row.obs.valid_actions[: 3 + len(prompts)])  # lists of different lengths
+  row.close()
+  counted = large.policy.row_flops(prompts, cands)
+  np.testing.assert_array_equal(counted, large(prompts, cands).row_flops)
+  assert len(set(counted.tolist())) > 1
+
+
+def test_the_greedy_compute_share_weighs_calls_by_the_large_lms_flops():
+  greedy = np.array([[1, 0, 0, 1], [0, 0, 0, 0]])
+  flops = np.array([[3e9, 1e9, 4e9, 2e9], [5e9, 5e9, 5e9, 5e9]])
+  # By hand: member 0 calls where the large LM takes 3 + 2 of its 10 GFLOPs; member 1 never.
+  np.testing.assert_allclose(loop.greedy_compute_share(greedy, flops), [0.5, 0.0])
+  averages = loop.CallAverages.initial(2)
+  averages.add_step(np.array([0.5, 0.0]), np.array([0.5, 0.0]))
+  averages.add_step(np.array([0.5, 0.0]), np.array([0.25, 1.0]))
+  d = loop.MEASURE_DECAY
+  np.testing.assert_allclose(averages.measured("compute"),
+                             [(1 - d) * (d * 0.5 + 0.25), (1 - d) * 1.0], rtol=1e-6)
+  restored = loop.CallAverages.from_host(averages.to_host())
+  np.testing.assert_array_equal(restored.compute, averages.compute)
+
+
+class FlopsLog:
+  """The large LM, keeping the FLOPs of each row it scores."""
+
+  def __init__(self, runner):
+    self.runner, self.flops = runner, []
+
+  def __getattr__(self, name):
+    return getattr(self.runner, name)
+
+  def __call__(self, prompts, candidates):
+    scored = self.runner(prompts, candidates)
+    self.flops.append(scored.row_flops)
+    return scored
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0])
+def test_a_lagrangian_on_the_compute_share_raises_the_price_per_flop_only_above_its_target(
+    setup, tmp_path, monkeypatch, target):
+  config = paired_config(setup[0].policies.dir, train_steps=16, checkpoint_every=16)
+  config.switcher.flops_unit = 1e6
+  config.switcher.lagrangian.update(enabled=True, measure="compute", target=target,
+                                    learning_rate=1.0)
+  small, large = setup[1]
+  large = FlopsLog(large)
+  checked = []  # acting steps with a call
+  account = loop.Trainer._account
+
+  def checked_account(self, g, greedy, finished, large_flops=None):
+    if g.any():  # the step's own large-LM call was the latest (branches play after it)
+      np.testing.assert_array_equal(large.flops[-1], large_flops[g > 0])
+      checked.append(self.step)
+    account(self, g, greedy, finished, large_flops)
+
+  monkeypatch.setattr(loop.Trainer, "_account", checked_account)
+  loop.train(config, str(tmp_path), log=None, runners=(small, large))
+  # The share weighed each called row by what the call cost: the FLOPs of the state decided at.
+  assert len(checked) > 4
+  last = [r for r in read_metrics(str(tmp_path / "metrics.jsonl")) if r["kind"] == "train"][-1]
+  host = read_raw(str(tmp_path))[3]
+  for k, member in enumerate(last["members"]):
+    assert member["measured_compute"] == pytest.approx(host["compute_avg"][k])
+    assert 0.0 < member["measured_compute"] <= 1.0
+    # A share never exceeds 1: at target 1 the projected multiplier stays at 0; at target 0
+    # every update with a positive share raises it.
+    assert (member["lagrange"] > 0.0) == (target == 0.0)
 
 
 def test_greedy_continuation_writes_each_pair_to_its_own_member(setup, tmp_path):

@@ -208,8 +208,7 @@ class Policy:
     res = jax.tree_util.tree_map(np.asarray, res)
     k = max(n_cands)
     valid = np.arange(k)[None] < np.array(n_cands)[:, None]  # [batch, candidates]
-    row_flops = np.array([self._row_flops(min(len(p), max_prompt), tuple(len(t) for t in c))
-                          for p, c in zip(prompt_ids, cand_ids)], np.int64)  # [B]
+    row_flops = self._rows_flops(prompt_ids, cand_ids)  # [B]
     useful = int(row_flops.sum())
     padded = flops_lib.scoring_flops(
         self.config, [shapes["prompt_len"]] * shapes["batch_size"],
@@ -233,6 +232,17 @@ class Policy:
         padded_flops=padded,
         device_time_s=0.0 if compiled else elapsed,
         compile_time_s=elapsed if compiled else 0.0)
+
+  def row_flops(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> np.ndarray:
+    """`[B]` int64: the forward FLOPs scoring each row would take (`PolicyOutput.row_flops`),
+    from its token counts alone, without running the model."""
+    return self._rows_flops(self.tokenizer.encode_prompts(prompts), self.candidate_ids(candidates))
+
+  def _rows_flops(self, prompt_ids: Sequence[Sequence[int]],
+                  cand_ids: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
+    max_prompt = self.buckets.prompt[-1]
+    return np.array([self._row_flops(min(len(p), max_prompt), tuple(len(t) for t in c))
+                     for p, c in zip(prompt_ids, cand_ids)], np.int64)
 
   def _row_flops(self, prompt_len: int, cand_lens: tuple[int, ...]) -> int:
     """`flops.flops_per_step`, cached: a run meets few distinct shapes."""

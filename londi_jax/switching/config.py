@@ -41,8 +41,10 @@ def switcher_config() -> ml_collections.ConfigDict:
   c.target_period = 200  # updates between copies when periodic
   c.lagrangian = ml_collections.ConfigDict()
   c.lagrangian.enabled = False
-  c.lagrangian.measure = "rate"  # "rate": mean g per step; "calls_per_episode"
-  c.lagrangian.target = 0.2  # rho (rate) or calls per episode
+  # "rate": mean g per step; "calls_per_episode"; "compute": the greedy calls' share of the large
+  # LM's FLOPs at the rows' states (with a price per FLOP, `flops_unit > 0`, only).
+  c.lagrangian.measure = "rate"
+  c.lagrangian.target = 0.2  # rho: a rate, calls per episode or a compute share
   c.lagrangian.learning_rate = 0.01
   c.lagrangian.init = 0.0
   c.epsilon_start = 1.0

@@ -18,7 +18,8 @@ written `switcher.n_step` decisions late, by the step that sees the bootstrap st
 (`switching.nstep`). An episode's end (success, failure or the step limit) is terminal for the
 switcher (discount 0); with the time fraction in `phi` the step limit is part of the state, so
 this is exact. The Lagrangian's measured value is an exponential average of the greedy call rate
-(times the average episode length for `calls_per_episode`), kept in `CallAverages`. What is only
+(times the average episode length for `calls_per_episode`), or of the greedy calls' share of the
+large LM's FLOPs at the rows' states (`compute`), kept in `CallAverages`. What is only
 reported (`Window`, the statistics of a `train` record, and `Timings`, where the time goes) is
 kept apart from the algorithm's state.
 
@@ -68,11 +69,12 @@ from londi_jax.training.metrics import MetricsWriter
 from londi_jax.training.progress import SCORE_SCALE
 from londi_jax.training.rows import Row, TrainRows, env_kwargs, make_env_fn, replay_rows
 
-MEASURE_DECAY = 0.99  # of the exponential average of the greedy call rate
+MEASURE_DECAY = 0.99  # of the exponential averages behind the Lagrangian's measured value
 PERIODIC_EVAL_SEED = 500_000  # periodic evaluations play `dev` seeds far from training's
 
 
 REWARDS = ("env", "success", "score")
+MEASURES = ("rate", "calls_per_episode", "compute")  # `switcher.lagrangian.measure`
 
 
 def switcher_reward(kind: str, reward: float, done: bool, info: dict) -> float:
@@ -117,10 +119,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"{config.switcher.paired.continuation_rate!r}")
   if config.switcher.flops_unit < 0:
     raise ValueError(f"switcher.flops_unit must be >= 0, got {config.switcher.flops_unit!r}")
-  if config.switcher.flops_unit and (config.switcher.target != "paired"
-                                     or config.switcher.lagrangian.enabled):
-    raise ValueError("switcher.flops_unit > 0 (a price per FLOP) needs switcher.target=paired "
-                     "and no switcher.lagrangian (whose budget counts calls, not FLOPs)")
+  if config.switcher.flops_unit and config.switcher.target != "paired":
+    raise ValueError("switcher.flops_unit > 0 (a price per FLOP) needs switcher.target=paired, "
+                     f"got {config.switcher.target!r}")
+  lagrangian = config.switcher.lagrangian
+  if lagrangian.measure not in MEASURES:
+    raise ValueError(f"switcher.lagrangian.measure must be one of {MEASURES}, got "
+                     f"{lagrangian.measure!r}")
+  if lagrangian.enabled and bool(config.switcher.flops_unit) != (lagrangian.measure == "compute"):
+    raise ValueError("a Lagrangian beside a price per FLOP (switcher.flops_unit > 0) needs "
+                     "switcher.lagrangian.measure=compute, and measure=compute needs that price "
+                     f"(its multiplier is a price per FLOP); got flops_unit="
+                     f"{config.switcher.flops_unit!r}, measure={lagrangian.measure!r}")
   stride = env_kwargs(config).get("variation_stride", 1)
   if stride not in (1, len(config.levels)):
     raise ValueError(f"env_kwargs.variation_stride must be 1 or the number of levels "
@@ -152,6 +162,18 @@ def switcher_objective(config: ml_collections.ConfigDict, costs: Sequence[float]
     spent = r["flops_by_model"]["large"] / unit if unit else r["large_calls"]
     values.append(gain - c * spent / r["num_episodes"])
   return float(np.mean(values))
+
+
+def greedy_compute_share(greedy: np.ndarray, large_flops: np.ndarray) -> np.ndarray:
+  """`[M]`: each member's share of the large LM's FLOPs that its greedy calls take, over its rows
+  `sum_b g_b F_b / sum_b F_b` (the compute share of a Lagrangian with `measure = "compute"`).
+
+  Args:
+    greedy: `[M, B]` the greedy switches (0 or 1).
+    large_flops: `[M, B]` the large LM's FLOPs `F_b` at each row's state.
+  """
+  weights = np.asarray(large_flops, np.float64)
+  return (weights * greedy).sum(-1) / weights.sum(-1)
 
 
 # -- the algorithm's host state ----------------------------------------------------------------
@@ -189,26 +211,33 @@ class CallAverages:
   Attributes:
     rate: [M] float64, each member's greedy call rate per step.
     length: [M] float64, each member's episode length (nan until its first episode ends).
+    compute: [M] float64, each member's greedy compute share per step: the large LM's FLOPs at
+      the rows where the greedy rule calls over its FLOPs at all the rows (0 unless measured).
   """
 
   rate: np.ndarray
   length: np.ndarray
+  compute: np.ndarray
 
   @classmethod
   def initial(cls, num_members: int) -> CallAverages:
-    return cls(np.zeros(num_members), np.full(num_members, np.nan))
+    return cls(np.zeros(num_members), np.full(num_members, np.nan), np.zeros(num_members))
 
   def measured(self, kind: str) -> np.ndarray:
-    """[M] float32: the call rate, or calls per episode (`kind == "calls_per_episode"`: the rate
-    times the average length)."""
+    """[M] float32: the call rate, calls per episode (`kind == "calls_per_episode"`: the rate
+    times the average length) or the compute share (`kind == "compute"`)."""
+    if kind == "compute":
+      return self.compute.astype(np.float32)
     measured = self.rate.copy()
     if kind == "calls_per_episode":
       measured = measured * np.nan_to_num(self.length, nan=0.0)
     return measured.astype(np.float32)
 
-  def add_step(self, greedy_rate: np.ndarray) -> None:
-    """Averages in one step's greedy call rate `[M]`."""
+  def add_step(self, greedy_rate: np.ndarray, compute_share: np.ndarray | None = None) -> None:
+    """Averages in one step's greedy call rate `[M]` and, when given, compute share `[M]`."""
     self.rate = MEASURE_DECAY * self.rate + (1 - MEASURE_DECAY) * greedy_rate
+    if compute_share is not None:
+      self.compute = MEASURE_DECAY * self.compute + (1 - MEASURE_DECAY) * compute_share
 
   def add_episode(self, member: int, length: int) -> None:
     """Averages in the length of an episode of `member` (the first one sets the average)."""
@@ -218,12 +247,15 @@ class CallAverages:
 
   def to_host(self) -> dict:
     return {"rate_avg": self.rate.tolist(),
-            "length_avg": [None if np.isnan(x) else x for x in self.length]}
+            "length_avg": [None if np.isnan(x) else x for x in self.length],
+            "compute_avg": self.compute.tolist()}
 
   @classmethod
   def from_host(cls, host: dict) -> CallAverages:
-    return cls(np.asarray(host["rate_avg"], np.float64),
-               np.array([np.nan if x is None else x for x in host["length_avg"]]))
+    rate = np.asarray(host["rate_avg"], np.float64)
+    return cls(rate, np.array([np.nan if x is None else x for x in host["length_avg"]]),
+               # checkpoints written before the compute share was measured
+               np.asarray(host.get("compute_avg", np.zeros_like(rate)), np.float64))
 
 
 class Episode(NamedTuple):
@@ -408,6 +440,7 @@ class Trainer:
                                         np.array([row.time_fraction for row in rows]),
                                         None if history is None else history.out, rows)
       g, greedy = self._member_step(rows, phi)  # [R] every row's
+      large_flops = self._large_flops(rows, cands)  # at the states decided on, before stepping
       if self.pairs:  # one process: `rows` and `phi` are every row's
         self.pairs.collect(self.step, rows, phi, self.remaining)
       g_local = g[self.local.start:self.local.stop]
@@ -418,7 +451,7 @@ class Trainer:
         self.pending, finished = self._step_envs(rows, cands, actions, g_local)
       self.remaining = budget_lib.spend(self.remaining, g, self.budget)
       self.remaining[np.array([e.row for e in finished], np.int64)] = self.budget
-      self._account(g, greedy, finished)
+      self._account(g, greedy, finished, large_flops)
       self.step += 1
     if self.pairs and self.pairs.ready():
       with self.timings.wall("branches"):
@@ -495,14 +528,27 @@ class Trainer:
                 for i in np.flatnonzero(out[:, 2])]
     return Pending(out[:, 0].astype(np.float32), out[:, 1].astype(np.float32)), finished
 
-  def _account(self, g: np.ndarray, greedy: np.ndarray, finished: Sequence[Episode]) -> None:
-    """Folds the step into the call averages and the reported window."""
+  def _large_flops(self, rows: Sequence[Row], cands: Sequence[Sequence[str]]) -> np.ndarray | None:
+    """Every row's large-LM FLOPs at its state `[R]`, called or not, when the Lagrangian measures
+    the compute share (else None): counted from token lengths, the model does not run."""
+    if self.config.switcher.lagrangian.measure != "compute":
+      return None
+    return self.placement.gather_rows(
+        self.large.policy.row_flops([row.prompt("large") for row in rows], cands))
+
+  def _account(self, g: np.ndarray, greedy: np.ndarray, finished: Sequence[Episode],
+               large_flops: np.ndarray | None = None) -> None:
+    """Folds the step into the call averages and the reported window; `large_flops` `[R]` weighs
+    the greedy calls into each member's compute share."""
     m, b = self.num_members, self.num_envs
     greedy_rate = greedy.reshape(m, b).mean(-1)  # [M]
+    compute_share = None
+    if large_flops is not None:
+      compute_share = greedy_compute_share(greedy.reshape(m, b), large_flops.reshape(m, b))
     for episode in finished:
       self.averages.add_episode(episode.member, episode.length)
       self.window.add_episode(episode)
-    self.averages.add_step(greedy_rate)
+    self.averages.add_step(greedy_rate, compute_share)
     self.window.add_step(g.reshape(m, b).mean(-1), greedy_rate)
 
   # -- logging, evaluation, checkpoints ------------------------------------------------------
@@ -514,6 +560,8 @@ class Trainer:
       members.append({
           "cost": self.costs[k], "seed": self.seeds[k], **self.window.member(k),
           "measured_rate": float(self.averages.rate[k]),
+          **({"measured_compute": float(self.averages.compute[k])}
+             if self.config.switcher.lagrangian.measure == "compute" else {}),
           **{key: float(np.asarray(v)[k]) for key, v in train.items()}})
     pairs = {"pairs": self.pairs.pairs_played,
              "branch_env_steps": self.pairs.sim.env_steps} if self.pairs else {}
