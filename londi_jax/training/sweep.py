@@ -169,29 +169,33 @@ def _scored(summary: dict) -> bool:
 def plot(summary: dict, path: str) -> None:
   """Quality (success, or the mean score) against compute relative to large-only: each
   variant's LONDI per cost (bars: 95% interval over training seeds), the baselines at its rates,
-  and the references."""
+  and the references; a variant and its baselines share a colour, the legend sits beside the
+  axes."""
   key, by_seed = ("mean_score", "score_by_seed") if _scored(summary) else (
       "success_rate", "success_by_seed")
-  fig, ax = plt.subplots(figsize=(7.0, 4.8))
+  fig, ax = plt.subplots(figsize=(10.5, 4.8))
+  colours = plt.get_cmap("tab10" if len(summary["variants"]) <= 10 else "tab20")
   refs = summary["references"]
   for name, marker in (("small_only", "v"), ("large_only", "D")):
     ax.plot([refs[name]["compute_relative_to_large"]], [refs[name][key]], marker,
             color="grey", markersize=8, label=name.replace("_", "-"))
-  for variant, per_cost in summary["variants"].items():
+  for i, (variant, per_cost) in enumerate(summary["variants"].items()):
+    colour = colours(i)
     pts = sorted(per_cost.items(), key=lambda kv: kv[1]["londi"]["compute_relative_to_large"])
     xs = [e["londi"]["compute_relative_to_large"] for _, e in pts]
     ys = [e["londi"][key] for _, e in pts]
     err = [_t95(e["londi"][by_seed]) for _, e in pts]
-    ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=f"LONDI ({variant})")
+    ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, color=colour, label=f"LONDI ({variant})")
     for prefix, style in (("random_held", "s--"), ("schedule", "x:")):
       bx = [e[prefix]["compute_relative_to_large"] for _, e in pts if prefix in e]
       by = [e[prefix][key] for _, e in pts if prefix in e]
       if bx:
-        ax.plot(bx, by, style, label=f"{prefix} at LONDI's rate ({variant})")
+        ax.plot(bx, by, style, color=colour, mfc="none",
+                label=f"{prefix} at LONDI's rate ({variant})")
   ax.set_xlabel("compute relative to large-only (forward FLOPs)")
   ax.set_ylabel(report_lib.quality_label(key))
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, loc="best")
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
