@@ -180,7 +180,7 @@ def plot(summary: dict, path: str) -> None:
     ax.plot([refs[name]["compute_relative_to_large"]], [refs[name][key]], marker,
             color="grey", markersize=8, label=name.replace("_", "-"))
   for i, (variant, per_cost) in enumerate(summary["variants"].items()):
-    colour = colours(i)
+    colour = colours(i % colours.N)  # a colormap called past N repeats its last colour
     pts = sorted(per_cost.items(), key=lambda kv: kv[1]["londi"]["compute_relative_to_large"])
     xs = [e["londi"]["compute_relative_to_large"] for _, e in pts]
     ys = [e["londi"][key] for _, e in pts]
